@@ -1,0 +1,764 @@
+//! A Streamable HTTP MCP client on reqwest that talks to servers of either era.
+//!
+//! It connects modern-first (`server/discover`, 2026-07-28) and falls back to the
+//! legacy `initialize` handshake as the 2026-07-28 backward-compatibility rules
+//! prescribe; keeps the legacy session id and re-initialises once when the server
+//! forgets it (404); reads JSON or SSE answers, handing notifications that precede the
+//! response to a callback. One client holds one logical connection and is shared by
+//! concurrent callers; reqwest pools the TCP connections underneath.
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use reqwest::StatusCode;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use crate::headers::{self, ParamHeader};
+use crate::jsonrpc::{self, ErrorObject, Message, RequestId};
+use crate::mcp::{Era, Implementation, ProtocolVersion, meta, method};
+use crate::sse;
+
+/// Which era to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientMode {
+    /// 2026-07-28 first, falling back to initialize.
+    Auto,
+    /// Only the initialize-based handshake.
+    Legacy,
+    /// Only 2026-07-28.
+    Modern,
+}
+
+/// Client settings.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Sent as clientInfo.
+    pub client_info: Implementation,
+    /// Era selection.
+    pub mode: ClientMode,
+    /// Upper bound on a whole request, answer included (tool calls may override).
+    pub request_timeout: Duration,
+    /// Largest answer accepted (JSON body, or one SSE line).
+    pub max_message_bytes: usize,
+}
+
+impl ClientOptions {
+    /// Defaults for a client named `name`.
+    pub fn new(name: &str, version: &str) -> Self {
+        ClientOptions {
+            client_info: Implementation {
+                name: name.into(),
+                version: version.into(),
+                title: None,
+            },
+            mode: ClientMode::Auto,
+            request_timeout: Duration::from_secs(60),
+            max_message_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// What the handshake learned about the server.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// The revision in use.
+    pub version: ProtocolVersion,
+    /// The legacy session id, when the server minted one.
+    pub session: Option<String>,
+    /// The server's `Implementation` object.
+    pub server_info: Value,
+    /// The server's capabilities.
+    pub capabilities: Value,
+    /// The server's instructions.
+    pub instructions: Option<String>,
+}
+
+/// A JSON-RPC answer: the raw result, or the error as the server sent it.
+pub type Reply = Result<Box<RawValue>, ErrorObject>;
+
+/// Why a request produced no JSON-RPC answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Connecting or sending failed.
+    #[error("cannot reach {url}: {source}")]
+    Unreachable {
+        /// The endpoint.
+        url: String,
+        /// The cause.
+        source: reqwest::Error,
+    },
+    /// No answer within the deadline.
+    #[error("no answer from {url} within {timeout:?}")]
+    Timeout {
+        /// The endpoint.
+        url: String,
+        /// The deadline.
+        timeout: Duration,
+    },
+    /// The server answered with an HTTP error and no JSON-RPC body.
+    #[error("{url} answered HTTP {status}: {body}")]
+    Http {
+        /// The endpoint.
+        url: String,
+        /// The status.
+        status: StatusCode,
+        /// The start of the body.
+        body: String,
+    },
+    /// The answer broke the protocol.
+    #[error("{url} broke the protocol: {detail}")]
+    Protocol {
+        /// The endpoint.
+        url: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The handshake failed with a JSON-RPC error.
+    #[error("{url} refused the handshake: {error}")]
+    Handshake {
+        /// The endpoint.
+        url: String,
+        /// The error.
+        error: Box<ErrorObject>,
+    },
+}
+
+/// Per-request options.
+#[derive(Default)]
+pub struct RequestOptions<'a> {
+    /// Use this id instead of a fresh one (so the caller can cancel it by id).
+    pub id: Option<RequestId>,
+    /// Receives each serialized notification that arrives before the response.
+    pub on_notification: Option<&'a mut (dyn FnMut(Bytes) + Send)>,
+    /// Overrides the default timeout.
+    pub timeout: Option<Duration>,
+}
+
+/// The client.
+pub struct McpClient {
+    http: reqwest::Client,
+    url: String,
+    options: ClientOptions,
+    next_id: AtomicI64,
+    state: RwLock<Option<Arc<Connection>>>,
+    connecting: tokio::sync::Mutex<()>,
+    /// `x-mcp-header` parameters of the tools learned by `list_tools`.
+    param_headers: RwLock<HashMap<String, Arc<[ParamHeader]>>>,
+}
+
+/// A reqwest client tuned for MCP: keep-alive pool, TCP_NODELAY, connect timeout.
+pub fn http_client(connect_timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .connect_timeout(connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(64)
+        .no_proxy()
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+impl McpClient {
+    /// A client for the endpoint `url` (e.g. `http://10.0.0.5:9028/mcp`).
+    pub fn new(http: reqwest::Client, url: impl Into<String>, options: ClientOptions) -> Self {
+        McpClient {
+            http,
+            url: url.into(),
+            options,
+            next_id: AtomicI64::new(1),
+            state: RwLock::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+            param_headers: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The endpoint.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A fresh request id.
+    pub fn next_id(&self) -> RequestId {
+        RequestId::Number(self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The current connection, if the handshake has been done.
+    pub fn connection(&self) -> Option<Arc<Connection>> {
+        self.state.read().ok().and_then(|s| s.clone())
+    }
+
+    /// Does the handshake if it has not been done yet.
+    pub async fn connect(&self) -> Result<Arc<Connection>, ClientError> {
+        if let Some(c) = self.connection() {
+            return Ok(c);
+        }
+        self.reconnect(None).await
+    }
+
+    /// Replaces `stale` (or nothing) with a fresh connection; concurrent callers share
+    /// one handshake.
+    async fn reconnect(
+        &self,
+        stale: Option<&Arc<Connection>>,
+    ) -> Result<Arc<Connection>, ClientError> {
+        let _guard = self.connecting.lock().await;
+        if let Some(current) = self.connection() {
+            let is_stale = stale.is_some_and(|s| Arc::ptr_eq(s, &current));
+            if !is_stale {
+                return Ok(current);
+            }
+        }
+        let conn = Arc::new(self.handshake().await?);
+        if let Ok(mut s) = self.state.write() {
+            *s = Some(conn.clone());
+        }
+        Ok(conn)
+    }
+
+    async fn handshake(&self) -> Result<Connection, ClientError> {
+        match self.options.mode {
+            ClientMode::Legacy => self.initialize().await,
+            ClientMode::Modern => self
+                .discover()
+                .await?
+                .map_err(|error| ClientError::Handshake {
+                    url: self.url.clone(),
+                    error: Box::new(error),
+                }),
+            ClientMode::Auto => match self.discover().await {
+                Ok(Ok(conn)) => Ok(conn),
+                Ok(Err(e)) => {
+                    tracing::debug!(url = %self.url, error = %e, "no 2026-07-28 answer; trying initialize");
+                    self.initialize().await
+                }
+                Err(e @ (ClientError::Unreachable { .. } | ClientError::Timeout { .. })) => Err(e),
+                Err(e) => {
+                    tracing::debug!(url = %self.url, error = %e, "no 2026-07-28 answer; trying initialize");
+                    self.initialize().await
+                }
+            },
+        }
+    }
+
+    /// `server/discover`; Ok(Err) when the server is not (only) modern.
+    async fn discover(&self) -> Result<Result<Connection, ErrorObject>, ClientError> {
+        let probe = Connection {
+            version: ProtocolVersion::LATEST_MODERN,
+            session: None,
+            server_info: Value::Null,
+            capabilities: Value::Null,
+            instructions: None,
+        };
+        let reply = self
+            .send(
+                &probe,
+                &self.next_id(),
+                method::DISCOVER,
+                Map::new(),
+                &mut RequestOptions::default(),
+            )
+            .await?;
+        let raw = match reply {
+            Ok(raw) => raw,
+            Err(e) => return Ok(Err(e)),
+        };
+        let result: Value = serde_json::from_str(raw.get()).map_err(|e| self.protocol(e))?;
+        let supports = result["supportedVersions"].as_array().is_some_and(|v| {
+            v.iter()
+                .any(|x| x == ProtocolVersion::LATEST_MODERN.as_str())
+        });
+        if !supports {
+            return Ok(Err(ErrorObject::invalid_request(
+                "server does not list 2026-07-28",
+            )));
+        }
+        Ok(Ok(Connection {
+            version: ProtocolVersion::LATEST_MODERN,
+            session: None,
+            server_info: result["_meta"][meta::SERVER_INFO].clone(),
+            capabilities: result["capabilities"].clone(),
+            instructions: result["instructions"].as_str().map(str::to_owned),
+        }))
+    }
+
+    /// The legacy handshake: initialize, then notifications/initialized.
+    async fn initialize(&self) -> Result<Connection, ClientError> {
+        let mut conn = Connection {
+            version: ProtocolVersion::LATEST_LEGACY,
+            session: None,
+            server_info: Value::Null,
+            capabilities: Value::Null,
+            instructions: None,
+        };
+        let params = json!({
+            "protocolVersion": ProtocolVersion::LATEST_LEGACY.as_str(),
+            "capabilities": {},
+            "clientInfo": self.options.client_info.to_value(),
+        });
+        let params = params.as_object().cloned().unwrap_or_default();
+        let id = self.next_id();
+        let (reply, session) = self
+            .send_raw(
+                &conn,
+                &id,
+                method::INITIALIZE,
+                params,
+                &mut RequestOptions::default(),
+                true,
+            )
+            .await?;
+        let raw = reply.map_err(|error| ClientError::Handshake {
+            url: self.url.clone(),
+            error: Box::new(error),
+        })?;
+        let result: Value = serde_json::from_str(raw.get()).map_err(|e| self.protocol(e))?;
+        let version = result["protocolVersion"]
+            .as_str()
+            .and_then(ProtocolVersion::parse)
+            .filter(|v| v.era() == Era::Legacy)
+            .ok_or_else(|| {
+                self.protocol(format!(
+                    "unsupported protocolVersion {}",
+                    result["protocolVersion"]
+                ))
+            })?;
+        conn.version = version;
+        conn.session = session;
+        conn.server_info = result["serverInfo"].clone();
+        conn.capabilities = result["capabilities"].clone();
+        conn.instructions = result["instructions"].as_str().map(str::to_owned);
+        self.notify_on(&conn, method::INITIALIZED, None).await?;
+        Ok(conn)
+    }
+
+    /// Sends a request on the current connection (connecting first if needed) and
+    /// re-initialises once if the server forgot the legacy session.
+    pub async fn request(
+        &self,
+        method_name: &str,
+        params: Map<String, Value>,
+        mut opts: RequestOptions<'_>,
+    ) -> Result<Reply, ClientError> {
+        let conn = self.connect().await?;
+        let id = opts.id.clone().unwrap_or_else(|| self.next_id());
+        match self
+            .send(&conn, &id, method_name, params.clone(), &mut opts)
+            .await
+        {
+            Err(ClientError::Http {
+                status: StatusCode::NOT_FOUND,
+                ..
+            }) if conn.session.is_some() => {
+                tracing::info!(url = %self.url, "session expired; initializing again");
+                let conn = self.reconnect(Some(&conn)).await?;
+                self.send(&conn, &id, method_name, params, &mut opts).await
+            }
+            other => other,
+        }
+    }
+
+    /// Sends a notification on the current connection.
+    pub async fn notify(
+        &self,
+        method_name: &str,
+        params: Option<Value>,
+    ) -> Result<(), ClientError> {
+        let conn = self.connect().await?;
+        self.notify_on(&conn, method_name, params).await
+    }
+
+    /// Legacy cancellation of an in-flight request (2026-07-28 servers see the stream
+    /// close instead, so this does nothing there).
+    pub async fn cancel(&self, id: &RequestId, reason: &str) -> Result<(), ClientError> {
+        match self.connection() {
+            Some(conn) if conn.version.era() == Era::Legacy => {
+                let params = json!({ "requestId": id.to_value(), "reason": reason });
+                self.notify_on(&conn, method::CANCELLED, Some(params)).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Every tool, following `nextCursor` to the end.
+    pub async fn list_tools(&self) -> Result<Result<Vec<Value>, ErrorObject>, ClientError> {
+        let mut tools = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut seen = std::collections::HashSet::new();
+        loop {
+            let mut params = Map::new();
+            if let Some(c) = &cursor {
+                params.insert("cursor".into(), c.clone().into());
+            }
+            let raw = match self
+                .request(method::TOOLS_LIST, params, RequestOptions::default())
+                .await?
+            {
+                Ok(raw) => raw,
+                Err(e) => return Ok(Err(e)),
+            };
+            let mut page: Value = serde_json::from_str(raw.get()).map_err(|e| self.protocol(e))?;
+            match page.get_mut("tools").map(Value::take) {
+                Some(Value::Array(items)) => tools.extend(items),
+                _ => return Err(self.protocol("tools/list result has no tools array")),
+            }
+            match page.get("nextCursor").and_then(Value::as_str) {
+                Some(next) if seen.insert(next.to_string()) && seen.len() < 10_000 => {
+                    cursor = Some(next.to_string());
+                }
+                Some(_) => return Err(self.protocol("tools/list cursor repeats")),
+                None => break,
+            }
+        }
+        if let Ok(mut map) = self.param_headers.write() {
+            map.clear();
+            for t in &tools {
+                if let (Some(name), Some(schema)) = (t["name"].as_str(), t.get("inputSchema"))
+                    && let Ok(ps) = headers::param_headers(schema)
+                {
+                    map.insert(name.to_string(), ps.into());
+                }
+            }
+        }
+        Ok(Ok(tools))
+    }
+
+    /// Calls a tool. `params` is the whole params object (name, arguments, `_meta`);
+    /// notifications (progress) go to `opts.on_notification` as they arrive.
+    pub async fn call_tool(
+        &self,
+        params: Map<String, Value>,
+        opts: RequestOptions<'_>,
+    ) -> Result<Reply, ClientError> {
+        self.request(method::TOOLS_CALL, params, opts).await
+    }
+
+    async fn notify_on(
+        &self,
+        conn: &Connection,
+        method_name: &str,
+        params: Option<Value>,
+    ) -> Result<(), ClientError> {
+        let mut params = match params {
+            Some(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        let headers = self.headers_for(conn, method_name, &mut params)?;
+        let body = jsonrpc::notification_bytes(
+            method_name,
+            (!params.is_empty()).then(|| Value::Object(params)).as_ref(),
+        );
+        let resp = self
+            .post(headers, body, self.options.request_timeout)
+            .await?;
+        let status = resp.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(self.http_error(resp).await)
+        }
+    }
+
+    async fn send(
+        &self,
+        conn: &Connection,
+        id: &RequestId,
+        method_name: &str,
+        params: Map<String, Value>,
+        opts: &mut RequestOptions<'_>,
+    ) -> Result<Reply, ClientError> {
+        self.send_raw(conn, id, method_name, params, opts, false)
+            .await
+            .map(|(r, _)| r)
+    }
+
+    /// One POST: builds headers for the era, reads the JSON or SSE answer.
+    async fn send_raw(
+        &self,
+        conn: &Connection,
+        id: &RequestId,
+        method_name: &str,
+        mut params: Map<String, Value>,
+        opts: &mut RequestOptions<'_>,
+        want_session: bool,
+    ) -> Result<(Reply, Option<String>), ClientError> {
+        let headers = self.headers_for(conn, method_name, &mut params)?;
+        let body = jsonrpc::request_bytes(id, method_name, Some(&Value::Object(params)));
+        let timeout = opts.timeout.unwrap_or(self.options.request_timeout);
+        let work = async {
+            let resp = self.post(headers, body, timeout).await?;
+            let session = want_session
+                .then(|| resp.headers().get(headers::MCP_SESSION_ID))
+                .flatten()
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let reply = self.read_reply(resp, id, opts).await?;
+            Ok((reply, session))
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(ClientError::Timeout {
+                url: self.url.clone(),
+                timeout,
+            }),
+        }
+    }
+
+    /// Era-specific headers; for 2026-07-28 also fills the required `_meta`.
+    fn headers_for(
+        &self,
+        conn: &Connection,
+        method_name: &str,
+        params: &mut Map<String, Value>,
+    ) -> Result<HeaderMap, ClientError> {
+        let mut h = HeaderMap::new();
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(headers::APPLICATION_JSON),
+        );
+        h.insert(
+            ACCEPT,
+            HeaderValue::from_static("application/json, text/event-stream"),
+        );
+        let version = HeaderValue::from_static(conn.version.as_str());
+        match conn.version.era() {
+            Era::Legacy => {
+                if let Some(s) = &conn.session {
+                    let v = HeaderValue::from_str(s)
+                        .map_err(|_| self.protocol("session id is not a valid header value"))?;
+                    h.insert(headers::MCP_SESSION_ID, v);
+                }
+                if conn.version != ProtocolVersion::V2025_03_26 && method_name != method::INITIALIZE
+                {
+                    h.insert(headers::MCP_PROTOCOL_VERSION, version);
+                }
+            }
+            Era::Modern => {
+                if method_name.starts_with("notifications/") {
+                    return Ok(h);
+                }
+                h.insert(headers::MCP_PROTOCOL_VERSION, version);
+                let meta_obj = params
+                    .entry("_meta")
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if let Value::Object(m) = meta_obj {
+                    m.insert(meta::PROTOCOL_VERSION.into(), conn.version.as_str().into());
+                    m.entry(meta::CLIENT_CAPABILITIES)
+                        .or_insert_with(|| json!({}));
+                    m.entry(meta::CLIENT_INFO)
+                        .or_insert_with(|| self.options.client_info.to_value());
+                }
+                h.insert(headers::MCP_METHOD, self.header_value(method_name)?);
+                if let Some(field) = headers::name_field(method_name)
+                    && let Some(name) = params.get(field).and_then(Value::as_str)
+                {
+                    h.insert(headers::MCP_NAME, self.header_value(name)?);
+                    if method_name == method::TOOLS_CALL {
+                        self.add_param_headers(&mut h, name, params)?;
+                    }
+                }
+            }
+        }
+        Ok(h)
+    }
+
+    fn add_param_headers(
+        &self,
+        h: &mut HeaderMap,
+        tool: &str,
+        params: &Map<String, Value>,
+    ) -> Result<(), ClientError> {
+        let declared = self
+            .param_headers
+            .read()
+            .ok()
+            .and_then(|m| m.get(tool).cloned());
+        let args = params.get("arguments").and_then(Value::as_object);
+        for p in declared.iter().flat_map(|d| d.iter()) {
+            if let Some(text) = headers::argument_header_text(args, &p.path) {
+                let name =
+                    HeaderName::from_bytes(p.header.as_bytes()).map_err(|e| self.protocol(e))?;
+                h.insert(name, self.header_value(&text)?);
+            }
+        }
+        Ok(())
+    }
+
+    fn header_value(&self, text: &str) -> Result<HeaderValue, ClientError> {
+        HeaderValue::from_str(&headers::encode_header_value(text)).map_err(|e| self.protocol(e))
+    }
+
+    async fn post(
+        &self,
+        headers: HeaderMap,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, ClientError> {
+        self.http
+            .post(&self.url)
+            .headers(headers)
+            .timeout(timeout)
+            .body(body)
+            .send()
+            .await
+            .map_err(|source| {
+                if source.is_timeout() {
+                    ClientError::Timeout {
+                        url: self.url.clone(),
+                        timeout,
+                    }
+                } else {
+                    ClientError::Unreachable {
+                        url: self.url.clone(),
+                        source,
+                    }
+                }
+            })
+    }
+
+    /// Reads the answer to request `id`: a JSON body, or an SSE stream whose
+    /// notifications go to the callback until the response arrives.
+    async fn read_reply(
+        &self,
+        resp: reqwest::Response,
+        id: &RequestId,
+        opts: &mut RequestOptions<'_>,
+    ) -> Result<Reply, ClientError> {
+        let status = resp.status();
+        let is_sse = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with(headers::TEXT_EVENT_STREAM));
+        if is_sse && status.is_success() {
+            return self.read_sse(resp, id, opts).await;
+        }
+        let body = self.read_body(resp).await?;
+        match Message::from_slice(&body) {
+            Ok(Message::Response(r)) if r.id.as_ref().is_none_or(|rid| rid == id) => {
+                match (status.is_success(), r.outcome) {
+                    (_, Err(e)) => Ok(Err(e)),
+                    (true, Ok(result)) => Ok(Ok(result)),
+                    (false, Ok(_)) => Err(ClientError::Http {
+                        url: self.url.clone(),
+                        status,
+                        body: snippet(&body),
+                    }),
+                }
+            }
+            _ if !status.is_success() => Err(ClientError::Http {
+                url: self.url.clone(),
+                status,
+                body: snippet(&body),
+            }),
+            _ => Err(self.protocol(format!(
+                "expected the response to request {id}, got: {}",
+                snippet(&body)
+            ))),
+        }
+    }
+
+    async fn read_sse(
+        &self,
+        resp: reqwest::Response,
+        id: &RequestId,
+        opts: &mut RequestOptions<'_>,
+    ) -> Result<Reply, ClientError> {
+        let mut decoder = sse::Decoder::new(self.options.max_message_bytes);
+        let mut chunks = resp.bytes_stream();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|source| ClientError::Unreachable {
+                url: self.url.clone(),
+                source,
+            })?;
+            for event in decoder.push(&chunk).map_err(|e| self.protocol(e))? {
+                if event.data.is_empty() {
+                    continue;
+                }
+                match Message::from_slice(event.data.as_bytes()) {
+                    Ok(Message::Response(r)) if r.id.as_ref() == Some(id) => return Ok(r.outcome),
+                    Ok(Message::Notification(_)) => {
+                        if let Some(cb) = opts.on_notification.as_mut() {
+                            cb(Bytes::from(event.data));
+                        }
+                    }
+                    // Server-to-client requests and stray responses: not ours to answer here.
+                    Ok(_) => {}
+                    Err(e) => return Err(self.protocol(format!("bad SSE event: {e}"))),
+                }
+            }
+        }
+        Err(self.protocol(format!(
+            "the stream ended before the response to request {id}"
+        )))
+    }
+
+    async fn read_body(&self, resp: reqwest::Response) -> Result<Vec<u8>, ClientError> {
+        let mut out = Vec::new();
+        let mut chunks = resp.bytes_stream();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|source| ClientError::Unreachable {
+                url: self.url.clone(),
+                source,
+            })?;
+            if out.len() + chunk.len() > self.options.max_message_bytes {
+                return Err(self.protocol(format!(
+                    "answer larger than {} bytes",
+                    self.options.max_message_bytes
+                )));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+
+    async fn http_error(&self, resp: reqwest::Response) -> ClientError {
+        let status = resp.status();
+        let body = self.read_body(resp).await.unwrap_or_default();
+        ClientError::Http {
+            url: self.url.clone(),
+            status,
+            body: snippet(&body),
+        }
+    }
+
+    fn protocol(&self, detail: impl std::fmt::Display) -> ClientError {
+        ClientError::Protocol {
+            url: self.url.clone(),
+            detail: detail.to_string(),
+        }
+    }
+
+    /// Ends the legacy session (DELETE), if there is one.
+    pub async fn close(&self) {
+        let Some(conn) = self.connection() else {
+            return;
+        };
+        if let Some(session) = &conn.session
+            && let Ok(v) = HeaderValue::from_str(session)
+        {
+            let _ = self
+                .http
+                .delete(&self.url)
+                .header(headers::MCP_SESSION_ID, v)
+                .send()
+                .await;
+        }
+        if let Ok(mut s) = self.state.write() {
+            *s = None;
+        }
+    }
+}
+
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut s: String = text.chars().take(300).collect();
+    if text.chars().count() > 300 {
+        s.push('…');
+    }
+    s
+}

@@ -1,0 +1,405 @@
+//! JSON-RPC 2.0 framing: ids, messages, error objects and the standard codes.
+//!
+//! Parsing keeps `params` and `result` as raw JSON so that what a peer sends can be
+//! relayed without being squeezed through our own types; only the envelope is typed.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// Invalid JSON was received.
+pub const PARSE_ERROR: i64 = -32700;
+/// The JSON sent is not a valid request object.
+pub const INVALID_REQUEST: i64 = -32600;
+/// The method does not exist or is not available.
+pub const METHOD_NOT_FOUND: i64 = -32601;
+/// Invalid method parameters (also: unknown tool, malformed `_meta`).
+pub const INVALID_PARAMS: i64 = -32602;
+/// Internal error of the server.
+pub const INTERNAL_ERROR: i64 = -32603;
+/// 2026-07-28: an HTTP header disagrees with the body (or is missing / malformed).
+pub const HEADER_MISMATCH: i64 = -32020;
+/// 2026-07-28: the request needs a client capability the client did not declare.
+pub const MISSING_CLIENT_CAPABILITY: i64 = -32021;
+/// 2026-07-28: the requested protocol version is not supported.
+pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+/// The request was cancelled before it completed (the code LSP and the MCP SDKs use).
+pub const REQUEST_CANCELLED: i64 = -32800;
+
+/// A request id: a string or an integer, never null.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RequestId {
+    /// An integer id.
+    Number(i64),
+    /// A string id.
+    String(String),
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RequestId::Number(n) => write!(f, "{n}"),
+            RequestId::String(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
+impl RequestId {
+    /// Reads an id from a JSON value (as found in `notifications/cancelled`).
+    pub fn from_value(value: &Value) -> Option<Self> {
+        match value {
+            Value::String(s) => Some(RequestId::String(s.clone())),
+            Value::Number(n) => n.as_i64().map(RequestId::Number),
+            _ => None,
+        }
+    }
+
+    /// The id as a JSON value.
+    pub fn to_value(&self) -> Value {
+        match self {
+            RequestId::Number(n) => Value::from(*n),
+            RequestId::String(s) => Value::from(s.as_str()),
+        }
+    }
+}
+
+/// A JSON-RPC error object; `data` is kept as the peer sent it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[error("JSON-RPC error {code}: {message}")]
+pub struct ErrorObject {
+    /// The error code.
+    pub code: i64,
+    /// A short description.
+    pub message: String,
+    /// Extra information, relayed verbatim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+}
+
+impl ErrorObject {
+    /// An error with a code and message.
+    pub fn new(code: i64, message: impl Into<String>) -> Self {
+        ErrorObject {
+            code,
+            message: message.into(),
+            data: None,
+        }
+    }
+
+    /// Adds `data`.
+    pub fn with_data(mut self, data: Value) -> Self {
+        self.data = Some(data);
+        self
+    }
+
+    /// -32700.
+    pub fn parse_error(detail: impl fmt::Display) -> Self {
+        Self::new(PARSE_ERROR, format!("Parse error: {detail}"))
+    }
+    /// -32600.
+    pub fn invalid_request(detail: impl fmt::Display) -> Self {
+        Self::new(INVALID_REQUEST, format!("Invalid request: {detail}"))
+    }
+    /// -32601.
+    pub fn method_not_found(method: &str) -> Self {
+        Self::new(METHOD_NOT_FOUND, format!("Method not found: {method}"))
+    }
+    /// -32602.
+    pub fn invalid_params(detail: impl fmt::Display) -> Self {
+        Self::new(INVALID_PARAMS, format!("Invalid params: {detail}"))
+    }
+    /// -32603.
+    pub fn internal(detail: impl fmt::Display) -> Self {
+        Self::new(INTERNAL_ERROR, format!("Internal error: {detail}"))
+    }
+    /// -32020.
+    pub fn header_mismatch(detail: impl fmt::Display) -> Self {
+        Self::new(HEADER_MISMATCH, format!("Header mismatch: {detail}"))
+    }
+}
+
+/// A message received from a peer, classified by shape.
+#[derive(Debug)]
+pub enum Message {
+    /// A request: expects a response.
+    Request(Request),
+    /// A notification: no id, no response.
+    Notification(Notification),
+    /// A response (result or error) to one of our requests.
+    Response(Response),
+}
+
+/// A request with its params kept raw.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The request id.
+    pub id: RequestId,
+    /// The method name.
+    pub method: String,
+    /// The params object, as sent.
+    pub params: Option<Map<String, Value>>,
+}
+
+/// A notification with its params kept raw.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    /// The method name.
+    pub method: String,
+    /// The params object, as sent.
+    pub params: Option<Map<String, Value>>,
+}
+
+/// A response: exactly one of a result or an error.
+#[derive(Debug)]
+pub struct Response {
+    /// The id it answers (null only for errors on unparseable requests).
+    pub id: Option<RequestId>,
+    /// The outcome.
+    pub outcome: Result<Box<RawValue>, ErrorObject>,
+}
+
+/// The wire shape of any JSON-RPC message, used only to classify it.
+#[derive(Deserialize)]
+struct Envelope {
+    jsonrpc: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    id: Option<Value>,
+    method: Option<String>,
+    params: Option<Value>,
+    result: Option<Box<RawValue>>,
+    error: Option<ErrorObject>,
+}
+
+/// Distinguishes `"id": null` (Some(Null)) from an absent id (None).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+impl Message {
+    /// Classifies one JSON value as a JSON-RPC message.
+    ///
+    /// Errors are -32600 with a message naming what is wrong; the caller answers with id null.
+    pub fn from_value(value: Value) -> Result<Message, ErrorObject> {
+        if !value.is_object() {
+            return Err(ErrorObject::invalid_request(
+                "a JSON-RPC message must be an object",
+            ));
+        }
+        let env: Envelope = serde_json::from_value(value).map_err(ErrorObject::invalid_request)?;
+        Self::from_envelope(env)
+    }
+
+    /// Parses one message from bytes; -32700 when the bytes are not JSON.
+    pub fn from_slice(bytes: &[u8]) -> Result<Message, ErrorObject> {
+        let value: Value = serde_json::from_slice(bytes).map_err(ErrorObject::parse_error)?;
+        Self::from_value(value)
+    }
+
+    fn from_envelope(env: Envelope) -> Result<Message, ErrorObject> {
+        if env.jsonrpc.as_deref() != Some("2.0") {
+            return Err(ErrorObject::invalid_request(r#""jsonrpc" must be "2.0""#));
+        }
+        let id = match env.id {
+            None => None,
+            Some(Value::Null) if env.method.is_some() => {
+                return Err(ErrorObject::invalid_request("request id must not be null"));
+            }
+            Some(Value::Null) => None,
+            Some(v) => Some(RequestId::from_value(&v).ok_or_else(|| {
+                ErrorObject::invalid_request("id must be a string or an integer")
+            })?),
+        };
+        let params = match env.params {
+            None => None,
+            Some(Value::Object(map)) => Some(map),
+            Some(_) => return Err(ErrorObject::invalid_request("params must be an object")),
+        };
+        match (env.method, id) {
+            (Some(method), Some(id)) => Ok(Message::Request(Request { id, method, params })),
+            (Some(method), None) => Ok(Message::Notification(Notification { method, params })),
+            (None, id) => match (env.result, env.error) {
+                (Some(result), None) => match id {
+                    Some(id) => Ok(Message::Response(Response {
+                        id: Some(id),
+                        outcome: Ok(result),
+                    })),
+                    None => Err(ErrorObject::invalid_request("a result needs an id")),
+                },
+                (None, Some(error)) => Ok(Message::Response(Response {
+                    id,
+                    outcome: Err(error),
+                })),
+                _ => Err(ErrorObject::invalid_request(
+                    "not a request, notification or response",
+                )),
+            },
+        }
+    }
+}
+
+impl Request {
+    /// The `params._meta` object, if any.
+    pub fn meta(&self) -> Option<&Map<String, Value>> {
+        meta_of(self.params.as_ref())
+    }
+
+    /// A string param.
+    pub fn str_param(&self, key: &str) -> Option<&str> {
+        self.params.as_ref()?.get(key)?.as_str()
+    }
+}
+
+/// The `_meta` object inside a params map.
+pub fn meta_of(params: Option<&Map<String, Value>>) -> Option<&Map<String, Value>> {
+    params?.get("_meta")?.as_object()
+}
+
+/// Serializes a request.
+pub fn request_bytes(id: &RequestId, method: &str, params: Option<&Value>) -> Vec<u8> {
+    let mut obj = Map::new();
+    obj.insert("jsonrpc".into(), "2.0".into());
+    obj.insert("id".into(), id.to_value());
+    obj.insert("method".into(), method.into());
+    if let Some(p) = params {
+        obj.insert("params".into(), p.clone());
+    }
+    serde_json::to_vec(&Value::Object(obj)).unwrap_or_default()
+}
+
+/// Serializes a notification.
+pub fn notification_bytes(method: &str, params: Option<&Value>) -> Vec<u8> {
+    let mut obj = Map::new();
+    obj.insert("jsonrpc".into(), "2.0".into());
+    obj.insert("method".into(), method.into());
+    if let Some(p) = params {
+        obj.insert("params".into(), p.clone());
+    }
+    serde_json::to_vec(&Value::Object(obj)).unwrap_or_default()
+}
+
+/// Serializes a success response around an already-serialized result object.
+///
+/// This is how cached answers (tools/list) and relayed results go out without being
+/// parsed or re-serialized.
+pub fn result_bytes(id: &RequestId, result_json: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(result_json.len() + 48);
+    out.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+    write_id(&mut out, Some(id));
+    out.extend_from_slice(br#","result":"#);
+    out.extend_from_slice(result_json);
+    out.push(b'}');
+    out
+}
+
+/// Serializes an error response; `id` is None (null) when the request could not be read.
+pub fn error_bytes(id: Option<&RequestId>, error: &ErrorObject) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+    write_id(&mut out, id);
+    out.extend_from_slice(br#","error":"#);
+    // An ErrorObject always serializes; the fallback keeps the output valid JSON regardless.
+    match serde_json::to_vec(error) {
+        Ok(e) => out.extend_from_slice(&e),
+        Err(_) => out.extend_from_slice(br#"{"code":-32603,"message":"Internal error"}"#),
+    }
+    out.push(b'}');
+    out
+}
+
+fn write_id(out: &mut Vec<u8>, id: Option<&RequestId>) {
+    match id {
+        None => out.extend_from_slice(b"null"),
+        Some(RequestId::Number(n)) => out.extend_from_slice(n.to_string().as_bytes()),
+        Some(RequestId::String(s)) => {
+            let quoted = serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+            out.extend_from_slice(quoted.as_bytes());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn classifies_requests_notifications_and_responses() {
+        let m = Message::from_slice(br#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#).unwrap();
+        assert!(matches!(
+            m,
+            Message::Request(Request {
+                id: RequestId::Number(7),
+                ..
+            })
+        ));
+        let m =
+            Message::from_slice(br#"{"jsonrpc":"2.0","id":"a","method":"x","params":{}}"#).unwrap();
+        assert!(
+            matches!(m, Message::Request(Request { id: RequestId::String(ref s), .. }) if s == "a")
+        );
+        let m = Message::from_slice(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
+            .unwrap();
+        assert!(matches!(m, Message::Notification(_)));
+        let m = Message::from_slice(br#"{"jsonrpc":"2.0","id":1,"result":{"a":1}}"#).unwrap();
+        match m {
+            Message::Response(Response {
+                outcome: Ok(raw), ..
+            }) => assert_eq!(raw.get(), r#"{"a":1}"#),
+            other => panic!("{other:?}"),
+        }
+        let m = Message::from_slice(
+            br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x"}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            m,
+            Message::Response(Response {
+                id: None,
+                outcome: Err(_)
+            })
+        ));
+    }
+
+    #[test]
+    fn rejects_malformed_messages_with_the_right_codes() {
+        assert_eq!(
+            Message::from_slice(b"{not json").unwrap_err().code,
+            PARSE_ERROR
+        );
+        for bad in [
+            r#"[]"#,
+            r#"42"#,
+            r#"{"id":1,"method":"ping"}"#,
+            r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":[1]}"#,
+            r#"{"jsonrpc":"2.0","id":1}"#,
+            r#"{"jsonrpc":"2.0","method":7}"#,
+        ] {
+            let err = Message::from_slice(bad.as_bytes()).unwrap_err();
+            assert_eq!(err.code, INVALID_REQUEST, "{bad}");
+        }
+    }
+
+    #[test]
+    fn serializes_envelopes_byte_exact() {
+        let id = RequestId::String("x\"y".into());
+        assert_eq!(
+            String::from_utf8(result_bytes(&id, br#"{"b":1,"a":2}"#)).unwrap(),
+            r#"{"jsonrpc":"2.0","id":"x\"y","result":{"b":1,"a":2}}"#
+        );
+        let e = ErrorObject::method_not_found("nope").with_data(json!({"k": [1]}));
+        let v: Value = serde_json::from_slice(&error_bytes(None, &e)).unwrap();
+        assert_eq!(
+            v,
+            json!({"jsonrpc":"2.0","id":null,"error":{"code":-32601,"message":"Method not found: nope","data":{"k":[1]}}})
+        );
+        let v: Value =
+            serde_json::from_slice(&request_bytes(&RequestId::Number(3), "ping", None)).unwrap();
+        assert_eq!(v, json!({"jsonrpc":"2.0","id":3,"method":"ping"}));
+    }
+}

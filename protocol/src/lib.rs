@@ -1,0 +1,22 @@
+//! `mcp-protocol`: a hand-rolled implementation of the Model Context Protocol over
+//! Streamable HTTP, shared by the gateway, the example node server and the tests.
+//!
+//! Modules:
+//! - [`jsonrpc`]: JSON-RPC 2.0 envelopes, ids, error codes; payloads stay raw JSON.
+//! - [`mcp`]: protocol revisions and their two eras, method names, `_meta` keys, builders.
+//! - [`headers`]: the HTTP rules of Streamable HTTP: Accept / Content-Type negotiation,
+//!   Origin validation, header names, the 2026-07-28 header/body checks and `x-mcp-header`.
+//! - [`sse`]: Server-Sent Events encoder and incremental decoder.
+//! - [`server`]: a Streamable HTTP server for tool servers of both eras (sessions, GET
+//!   streams, listen streams, progress, cancellation) over a small [`server::ToolHandler`] trait.
+//! - [`client`]: a Streamable HTTP client on reqwest that talks to servers of either era.
+
+pub mod body;
+pub mod client;
+pub mod headers;
+pub mod jsonrpc;
+pub mod mcp;
+pub mod serve;
+pub mod server;
+pub mod session;
+pub mod sse;

@@ -1,0 +1,354 @@
+//! MCP vocabulary: protocol revisions and eras, method names, `_meta` keys, and builders
+//! for the few payloads this project originates (initialize, discover, tool results,
+//! progress). Payloads owned by peers stay `serde_json::Value`.
+
+use serde_json::{Map, Value, json};
+
+/// A protocol revision this crate speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ProtocolVersion {
+    /// 2025-03-26: sessions, batches allowed, no version header.
+    V2025_03_26,
+    /// 2025-06-18: no batches, `MCP-Protocol-Version` header.
+    V2025_06_18,
+    /// 2025-11-25: the last initialize-based revision.
+    V2025_11_25,
+    /// 2026-07-28: stateless, per-request `_meta`.
+    V2026_07_28,
+}
+
+/// The two generations of MCP: initialize-based sessions and stateless requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Era {
+    /// 2025-03-26 .. 2025-11-25: initialize, sessions, GET stream.
+    Legacy,
+    /// 2026-07-28: `_meta` per request, `server/discover`, no sessions.
+    Modern,
+}
+
+impl ProtocolVersion {
+    /// Every supported revision, newest first.
+    pub const ALL: [ProtocolVersion; 4] = [
+        ProtocolVersion::V2026_07_28,
+        ProtocolVersion::V2025_11_25,
+        ProtocolVersion::V2025_06_18,
+        ProtocolVersion::V2025_03_26,
+    ];
+    /// The newest initialize-based revision, offered when a client asks for one we lack.
+    pub const LATEST_LEGACY: ProtocolVersion = ProtocolVersion::V2025_11_25;
+    /// The newest stateless revision.
+    pub const LATEST_MODERN: ProtocolVersion = ProtocolVersion::V2026_07_28;
+
+    /// Parses a revision string.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "2025-03-26" => Some(Self::V2025_03_26),
+            "2025-06-18" => Some(Self::V2025_06_18),
+            "2025-11-25" => Some(Self::V2025_11_25),
+            "2026-07-28" => Some(Self::V2026_07_28),
+            _ => None,
+        }
+    }
+
+    /// The revision string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V2025_03_26 => "2025-03-26",
+            Self::V2025_06_18 => "2025-06-18",
+            Self::V2025_11_25 => "2025-11-25",
+            Self::V2026_07_28 => "2026-07-28",
+        }
+    }
+
+    /// Which era the revision belongs to.
+    pub fn era(self) -> Era {
+        match self {
+            Self::V2026_07_28 => Era::Modern,
+            _ => Era::Legacy,
+        }
+    }
+
+    /// Whether JSON-RPC batches (arrays) are allowed (2025-03-26 only).
+    pub fn allows_batches(self) -> bool {
+        self == Self::V2025_03_26
+    }
+
+    /// Legacy negotiation: echo the client's revision if we speak it, else offer our latest.
+    pub fn negotiate_legacy(requested: &str) -> ProtocolVersion {
+        match Self::parse(requested) {
+            Some(v) if v.era() == Era::Legacy => v,
+            _ => Self::LATEST_LEGACY,
+        }
+    }
+
+    /// All supported revision strings, newest first (for -32022 `data.supported`).
+    pub fn supported_strings() -> Vec<&'static str> {
+        Self::ALL.iter().map(|v| v.as_str()).collect()
+    }
+}
+
+impl std::fmt::Display for ProtocolVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Method names this project handles or sends.
+pub mod method {
+    /// Legacy handshake request.
+    pub const INITIALIZE: &str = "initialize";
+    /// Legacy handshake completion notification.
+    pub const INITIALIZED: &str = "notifications/initialized";
+    /// Legacy liveness check.
+    pub const PING: &str = "ping";
+    /// Modern capability discovery.
+    pub const DISCOVER: &str = "server/discover";
+    /// List tools (paginated).
+    pub const TOOLS_LIST: &str = "tools/list";
+    /// Call a tool.
+    pub const TOOLS_CALL: &str = "tools/call";
+    /// Modern long-lived notification stream.
+    pub const SUBSCRIPTIONS_LISTEN: &str = "subscriptions/listen";
+    /// First message on a listen stream.
+    pub const SUBSCRIPTIONS_ACKNOWLEDGED: &str = "notifications/subscriptions/acknowledged";
+    /// Progress of a request.
+    pub const PROGRESS: &str = "notifications/progress";
+    /// Cancellation of a request (legacy over HTTP).
+    pub const CANCELLED: &str = "notifications/cancelled";
+    /// The tool catalog changed.
+    pub const TOOLS_LIST_CHANGED: &str = "notifications/tools/list_changed";
+}
+
+/// `_meta` keys defined by the 2026-07-28 revision.
+pub mod meta {
+    /// The request's protocol revision (required on every modern request).
+    pub const PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+    /// The client's capabilities (required on every modern request).
+    pub const CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+    /// The client's name and version.
+    pub const CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
+    /// The server's name and version, on results.
+    pub const SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+    /// The listen request id, on notifications delivered on a listen stream.
+    pub const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
+    /// The progress token a request asks progress for.
+    pub const PROGRESS_TOKEN: &str = "progressToken";
+}
+
+/// Who we are, for initialize / discover answers and client info.
+#[derive(Debug, Clone)]
+pub struct Implementation {
+    /// Machine name.
+    pub name: String,
+    /// Version string.
+    pub version: String,
+    /// Human title.
+    pub title: Option<String>,
+}
+
+impl Implementation {
+    /// The `Implementation` JSON object.
+    pub fn to_value(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("name".into(), self.name.clone().into());
+        if let Some(t) = &self.title {
+            m.insert("title".into(), t.clone().into());
+        }
+        m.insert("version".into(), self.version.clone().into());
+        Value::Object(m)
+    }
+}
+
+/// The capabilities a tools-only server announces.
+pub fn tools_capabilities(list_changed: bool) -> Value {
+    json!({ "tools": { "listChanged": list_changed } })
+}
+
+/// The legacy `InitializeResult`.
+pub fn initialize_result(
+    version: ProtocolVersion,
+    server: &Implementation,
+    capabilities: &Value,
+    instructions: Option<&str>,
+) -> Value {
+    let mut m = Map::new();
+    m.insert("protocolVersion".into(), version.as_str().into());
+    m.insert("capabilities".into(), capabilities.clone());
+    m.insert("serverInfo".into(), server.to_value());
+    if let Some(i) = instructions {
+        m.insert("instructions".into(), i.into());
+    }
+    Value::Object(m)
+}
+
+/// The modern `DiscoverResult`.
+pub fn discover_result(
+    server: &Implementation,
+    capabilities: &Value,
+    instructions: Option<&str>,
+    ttl_ms: u64,
+) -> Value {
+    let mut m = Map::new();
+    m.insert("resultType".into(), "complete".into());
+    m.insert(
+        "supportedVersions".into(),
+        json!(ProtocolVersion::supported_strings()),
+    );
+    m.insert("capabilities".into(), capabilities.clone());
+    if let Some(i) = instructions {
+        m.insert("instructions".into(), i.into());
+    }
+    m.insert("ttlMs".into(), ttl_ms.into());
+    m.insert("cacheScope".into(), "public".into());
+    m.insert(
+        "_meta".into(),
+        json!({ meta::SERVER_INFO: server.to_value() }),
+    );
+    Value::Object(m)
+}
+
+/// A `ListToolsResult` for the given era: modern results carry `resultType`, `ttlMs`
+/// and `cacheScope`.
+pub fn tools_list_result(
+    era: Era,
+    tools: &[Value],
+    next_cursor: Option<&str>,
+    ttl_ms: u64,
+) -> Value {
+    let mut m = Map::new();
+    if era == Era::Modern {
+        m.insert("resultType".into(), "complete".into());
+    }
+    m.insert("tools".into(), Value::Array(tools.to_vec()));
+    if let Some(c) = next_cursor {
+        m.insert("nextCursor".into(), c.into());
+    }
+    if era == Era::Modern {
+        m.insert("ttlMs".into(), ttl_ms.into());
+        m.insert("cacheScope".into(), "public".into());
+    }
+    Value::Object(m)
+}
+
+/// A `CallToolResult` with a text block, optional structured content and the error flag.
+pub fn tool_result(era: Era, text: &str, structured: Option<Value>, is_error: bool) -> Value {
+    let mut m = Map::new();
+    if era == Era::Modern {
+        m.insert("resultType".into(), "complete".into());
+    }
+    m.insert("content".into(), json!([{ "type": "text", "text": text }]));
+    if let Some(s) = structured {
+        m.insert("structuredContent".into(), s);
+    }
+    if is_error {
+        m.insert("isError".into(), true.into());
+    }
+    Value::Object(m)
+}
+
+/// An empty result (`ping`), with `resultType` for the modern era.
+pub fn empty_result(era: Era) -> Value {
+    match era {
+        Era::Modern => json!({ "resultType": "complete" }),
+        Era::Legacy => json!({}),
+    }
+}
+
+/// The params of a `notifications/progress`.
+pub fn progress_params(
+    token: &Value,
+    progress: f64,
+    total: Option<f64>,
+    message: Option<&str>,
+) -> Value {
+    let mut m = Map::new();
+    m.insert("progressToken".into(), token.clone());
+    m.insert("progress".into(), json_number(progress));
+    if let Some(t) = total {
+        m.insert("total".into(), json_number(t));
+    }
+    if let Some(msg) = message {
+        m.insert("message".into(), msg.into());
+    }
+    Value::Object(m)
+}
+
+/// Integers as integers, other numbers as floats (NaN/inf as 0).
+fn json_number(x: f64) -> Value {
+    if x.fract() == 0.0 && x.abs() < 9e15 {
+        Value::from(x as i64)
+    } else {
+        serde_json::Number::from_f64(x).map_or(Value::from(0), Value::Number)
+    }
+}
+
+/// Reads the progress token from a request's params, if the caller asked for progress.
+pub fn progress_token(params: Option<&Map<String, Value>>) -> Option<&Value> {
+    let token = crate::jsonrpc::meta_of(params)?.get(meta::PROGRESS_TOKEN)?;
+    (token.is_string() || token.is_i64() || token.is_u64()).then_some(token)
+}
+
+/// Adds `resultType: "complete"` to a result object that lacks it (relaying a legacy
+/// backend's answer to a modern client).
+pub fn ensure_result_type(result: &mut Value) {
+    if let Value::Object(m) = result
+        && !m.contains_key("resultType")
+    {
+        m.insert("resultType".into(), "complete".into());
+    }
+}
+
+/// Removes the modern-only `resultType` from a result (relaying a modern backend's
+/// answer to a legacy client, whose schema does not know the field).
+pub fn strip_result_type(result: &mut Value) {
+    if let Value::Object(m) = result {
+        m.shift_remove("resultType");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_round_trip_and_negotiate() {
+        for v in ProtocolVersion::ALL {
+            assert_eq!(ProtocolVersion::parse(v.as_str()), Some(v));
+        }
+        assert_eq!(ProtocolVersion::parse("2024-11-05"), None);
+        assert_eq!(
+            ProtocolVersion::negotiate_legacy("2025-06-18"),
+            ProtocolVersion::V2025_06_18
+        );
+        assert_eq!(
+            ProtocolVersion::negotiate_legacy("1999-01-01"),
+            ProtocolVersion::V2025_11_25
+        );
+        assert_eq!(
+            ProtocolVersion::negotiate_legacy("2026-07-28"),
+            ProtocolVersion::V2025_11_25
+        );
+        assert!(ProtocolVersion::V2025_03_26.allows_batches());
+        assert!(!ProtocolVersion::V2025_06_18.allows_batches());
+    }
+
+    #[test]
+    fn progress_numbers_stay_integers_when_whole() {
+        let p = progress_params(&json!("t"), 2.0, Some(5.0), Some("x"));
+        assert_eq!(
+            p,
+            json!({"progressToken":"t","progress":2,"total":5,"message":"x"})
+        );
+        let p = progress_params(&json!(1), 0.5, None, None);
+        assert_eq!(p, json!({"progressToken":1,"progress":0.5}));
+    }
+
+    #[test]
+    fn result_type_is_added_and_removed_in_place() {
+        let mut v = json!({"content":[],"isError":false});
+        ensure_result_type(&mut v);
+        assert_eq!(v["resultType"], "complete");
+        strip_result_type(&mut v);
+        assert_eq!(v, json!({"content":[],"isError":false}));
+    }
+}
