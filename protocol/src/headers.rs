@@ -171,12 +171,12 @@ fn is_loopback_origin(origin: &str) -> bool {
 /// Encodes a header value per 2026-07-28: plain when it is printable ASCII without
 /// leading/trailing whitespace, else `=?base64?…?=`.
 pub fn encode_header_value(value: &str) -> String {
-    let plain_ok = value
+    let printable = value
         .bytes()
-        .all(|b| (0x20..=0x7e).contains(&b) || b == b'\t')
-        && !value.starts_with([' ', '\t'])
-        && !value.ends_with([' ', '\t'])
-        && !(value.starts_with("=?base64?") && value.ends_with("?="));
+        .all(|b| (0x20..=0x7e).contains(&b) || b == b'\t');
+    let padded = value.starts_with([' ', '\t']) || value.ends_with([' ', '\t']);
+    let looks_encoded = value.starts_with("=?base64?") && value.ends_with("?=");
+    let plain_ok = printable && !padded && !looks_encoded;
     if plain_ok {
         value.to_string()
     } else {
