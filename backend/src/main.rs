@@ -1,0 +1,74 @@
+//! The `node-mcp-server` binary: parse settings, start logging, serve.
+
+use anyhow::Context;
+use clap::Parser;
+use node_mcp_server::tools::{HostPaths, ToolContext};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+/// Example per-node MCP server: read-only node tools over MCP Streamable HTTP (both eras).
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Settings {
+    /// Kubernetes node name (downward API spec.nodeName); defaults to the hostname.
+    #[arg(long, env = "NODE_NAME")]
+    node_name: Option<String>,
+    /// TCP port of the MCP endpoint.
+    #[arg(long = "port", env = "BACKEND_PORT", default_value_t = 9028)]
+    port: u16,
+    /// Address to bind.
+    #[arg(long = "bind", env = "BIND_ADDRESS", default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// procfs of the host (/host/proc when the host's procfs is mounted there).
+    #[arg(long, env = "HOST_PROC", default_value = "/proc")]
+    host_proc: PathBuf,
+    /// Root of the host's files (os-release, mount points for statvfs).
+    #[arg(long, env = "HOST_ROOT", default_value = "/")]
+    host_root: PathBuf,
+    /// Log format: text (terminal) or json (cluster).
+    #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::parse();
+    init_tracing(&settings.log_format);
+    let host = HostPaths {
+        proc: settings.host_proc.clone(),
+        root: settings.host_root.clone(),
+    };
+    let node_name = match settings.node_name.clone().filter(|n| !n.trim().is_empty()) {
+        Some(n) => n,
+        None => hostname(&host).context("NODE_NAME is not set and the hostname cannot be read")?,
+    };
+    let addr = SocketAddr::new(settings.bind, settings.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (BIND_ADDRESS / BACKEND_PORT)"))?;
+    tracing::info!(%addr, node = %node_name, proc = %settings.host_proc.display(), "node-mcp-server listening on /mcp");
+    let ctx = ToolContext { node_name, host };
+    node_mcp_server::server::run(listener, ctx, mcp_protocol::serve::shutdown_signal()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn hostname(host: &HostPaths) -> Option<String> {
+    std::fs::read_to_string(host.proc.join("sys/kernel/hostname"))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,172 @@
+//! The MCP face of the node tools: a [`ToolHandler`] over [`crate::tools`], plus the
+//! HTTP routes of the process (`/mcp`, `/mcp/`, `/healthz`).
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use mcp_protocol::body::{self, Body};
+use mcp_protocol::headers::ParamHeader;
+use mcp_protocol::jsonrpc::{self, ErrorObject};
+use mcp_protocol::mcp::{self, Era};
+use mcp_protocol::server::{BoxFuture, McpServer, ServerConfig, ToolCall, ToolHandler};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+use crate::tools::{self, CallError, ToolContext};
+
+/// The node tools as an MCP tool handler.
+pub struct NodeTools {
+    /// Node name and host paths the tools read.
+    ctx: Arc<ToolContext>,
+    /// Serialized tools/list results, legacy and modern, built once.
+    list_legacy: Bytes,
+    list_modern: Bytes,
+    /// Known tool names (none declares `x-mcp-header`).
+    names: HashMap<String, Arc<[ParamHeader]>>,
+}
+
+impl NodeTools {
+    /// Builds the handler and its cached tools/list answers.
+    pub fn new(ctx: ToolContext, list_ttl_ms: u64) -> Self {
+        let defs = tools::definitions();
+        let list = |era| {
+            Bytes::from(
+                serde_json::to_vec(&mcp::tools_list_result(era, &defs, None, list_ttl_ms))
+                    .unwrap_or_default(),
+            )
+        };
+        let names = defs
+            .iter()
+            .filter_map(|d| d["name"].as_str())
+            .map(|n| (n.to_string(), Arc::from(Vec::new())))
+            .collect();
+        NodeTools {
+            ctx: Arc::new(ctx),
+            list_legacy: list(Era::Legacy),
+            list_modern: list(Era::Modern),
+            names,
+        }
+    }
+}
+
+impl ToolHandler for NodeTools {
+    fn list_tools(&self, era: Era, cursor: Option<&str>) -> Result<Bytes, ErrorObject> {
+        if let Some(c) = cursor {
+            return Err(ErrorObject::invalid_params(format!(
+                "unknown cursor {c:?}: this server lists all tools on one page"
+            )));
+        }
+        Ok(match era {
+            Era::Legacy => self.list_legacy.clone(),
+            Era::Modern => self.list_modern.clone(),
+        })
+    }
+
+    fn param_headers(&self, tool: &str) -> Option<Arc<[ParamHeader]>> {
+        self.names.get(tool).cloned()
+    }
+
+    fn call_tool(&self, call: ToolCall) -> BoxFuture<Result<Bytes, ErrorObject>> {
+        let ctx = self.ctx.clone();
+        Box::pin(async move {
+            let era = call.version.era();
+            let empty = serde_json::Map::new();
+            let args = call.arguments().unwrap_or(&empty);
+            let outcome = run_with_progress(&ctx, &call, args, &call.cancel).await;
+            let result = match outcome {
+                Ok(out) => mcp::tool_result(era, &out.text, Some(out.structured), false),
+                Err(CallError::UnknownTool(name)) => {
+                    return Err(ErrorObject::invalid_params(format!("Unknown tool: {name}")));
+                }
+                Err(CallError::Cancelled) => {
+                    return Err(ErrorObject::new(
+                        jsonrpc::REQUEST_CANCELLED,
+                        "request cancelled",
+                    ));
+                }
+                Err(e @ (CallError::InvalidArguments(_) | CallError::Failed(_))) => {
+                    mcp::tool_result(era, &e.to_string(), None, true)
+                }
+            };
+            serde_json::to_vec(&result)
+                .map(Bytes::from)
+                .map_err(ErrorObject::internal)
+        })
+    }
+}
+
+/// Runs a tool, forwarding its progress updates to the client as they happen.
+async fn run_with_progress(
+    ctx: &ToolContext,
+    call: &ToolCall,
+    args: &serde_json::Map<String, serde_json::Value>,
+    cancel: &CancellationToken,
+) -> Result<tools::ToolOutput, CallError> {
+    let Some(sink) = &call.progress else {
+        return tools::call(ctx, &call.name, args, None, cancel).await;
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let work = tools::call(ctx, &call.name, args, Some(tx), cancel);
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            biased;
+            Some(u) = rx.recv() => sink.progress(u.progress, u.total, u.message.as_deref()),
+            out = &mut work => {
+                while let Ok(u) = rx.try_recv() {
+                    sink.progress(u.progress, u.total, u.message.as_deref());
+                }
+                return out;
+            }
+        }
+    }
+}
+
+/// Routes one HTTP request: the MCP endpoint and the health check.
+pub async fn route(
+    server: McpServer<NodeTools>,
+    req: Request<hyper::body::Incoming>,
+) -> Response<Body> {
+    match (req.method(), req.uri().path()) {
+        (_, "/mcp" | "/mcp/") => server.handle(req).await,
+        (&Method::GET, "/healthz") => body::text_response(StatusCode::OK, "ok\n"),
+        _ => body::text_response(
+            StatusCode::NOT_FOUND,
+            "not found: the MCP endpoint is /mcp\n",
+        ),
+    }
+}
+
+/// The transport settings of the node server.
+pub fn server_config(node_name: &str) -> ServerConfig {
+    let mut cfg = ServerConfig::new("node-mcp-server", env!("CARGO_PKG_VERSION"));
+    cfg.info.title = Some("Kubernetes node tools".into());
+    cfg.instructions = Some(format!(
+        "Read-only tools that report on the Kubernetes node {node_name}: identity, processes, disks and CPU."
+    ));
+    cfg
+}
+
+/// Serves the node tools on `listener` until `shutdown` resolves. The gateway's demo
+/// mode runs several of these in one process.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    ctx: ToolContext,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let cfg = server_config(&ctx.node_name);
+    let ttl = cfg.list_ttl_ms;
+    let server = McpServer::new(cfg, NodeTools::new(ctx, ttl));
+    let stop = server.clone();
+    let shutdown = async move {
+        shutdown.await;
+        stop.shutdown();
+    };
+    mcp_protocol::serve::serve(
+        listener,
+        move |req| route(server.clone(), req),
+        shutdown,
+        std::time::Duration::from_secs(10),
+    )
+    .await;
+}

@@ -1,0 +1,367 @@
+//! The tool catalog: the backend's tools as the gateway serves them.
+//!
+//! Each tool keeps its definition untouched except `inputSchema`, where a required
+//! string property `node` is prepended (first property, first `required` entry); for
+//! 2026-07-28 clients that property also carries `"x-mcp-header": "Node"`. The
+//! serialized tools/list answers of both eras are built once per catalog, so serving
+//! tools/list costs no JSON work.
+
+use bytes::Bytes;
+use mcp_protocol::headers::{self, ParamHeader};
+use mcp_protocol::mcp::{self, Era};
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The parameter the gateway adds to every tool.
+pub const NODE_PARAM: &str = "node";
+/// Its description, as the seed worded it.
+pub const NODE_DESCRIPTION: &str = "The name of the Kubernetes node to target.";
+/// The header 2026-07-28 clients mirror it into (`Mcp-Param-Node`).
+pub const NODE_HEADER: &str = "Node";
+
+/// One served tool.
+#[derive(Debug)]
+pub struct ServedTool {
+    /// `Mcp-Param-*` headers a 2026-07-28 call must carry (`Node` and any the backend declared).
+    pub param_headers: Arc<[ParamHeader]>,
+}
+
+/// A backend tool the gateway refused to serve, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The tool name (or a placeholder when it had none).
+    pub name: String,
+    /// Why it is not served.
+    pub reason: String,
+}
+
+/// The catalog in force: immutable; a new backend tool list makes a new catalog.
+#[derive(Debug)]
+pub struct Catalog {
+    tools: HashMap<String, ServedTool>,
+    /// Tool names in backend order.
+    names: Vec<String>,
+    list_legacy: Bytes,
+    list_modern: Bytes,
+    /// Backend tools that could not be served.
+    pub skipped: Vec<Skipped>,
+    /// The backend's definitions, to tell whether a later tools/list changed anything.
+    source: Vec<Value>,
+}
+
+impl Catalog {
+    /// Builds the catalog from a backend's tools/list (all pages joined).
+    pub fn build(backend_tools: Vec<Value>, ttl_ms: u64) -> Catalog {
+        let mut tools = HashMap::new();
+        let mut names = Vec::new();
+        let mut legacy_defs = Vec::new();
+        let mut modern_defs = Vec::new();
+        let mut skipped = Vec::new();
+        for def in &backend_tools {
+            let name = def
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            match serve_tool(def) {
+                Ok((legacy, modern, param_headers)) if !tools.contains_key(&name) => {
+                    tools.insert(name.clone(), ServedTool { param_headers });
+                    names.push(name);
+                    legacy_defs.push(legacy);
+                    modern_defs.push(modern);
+                }
+                Ok(_) => skipped.push(Skipped {
+                    name,
+                    reason: "the backend lists this name twice; the first definition is served"
+                        .into(),
+                }),
+                Err(reason) => skipped.push(Skipped {
+                    name: if name.is_empty() {
+                        "<unnamed>".into()
+                    } else {
+                        name
+                    },
+                    reason,
+                }),
+            }
+        }
+        let serialize = |era, defs: &[Value]| {
+            Bytes::from(
+                serde_json::to_vec(&mcp::tools_list_result(era, defs, None, ttl_ms))
+                    .unwrap_or_default(),
+            )
+        };
+        Catalog {
+            list_legacy: serialize(Era::Legacy, &legacy_defs),
+            list_modern: serialize(Era::Modern, &modern_defs),
+            tools,
+            names,
+            skipped,
+            source: backend_tools,
+        }
+    }
+
+    /// The serialized `ListToolsResult` for an era.
+    pub fn list_result(&self, era: Era) -> Bytes {
+        match era {
+            Era::Legacy => self.list_legacy.clone(),
+            Era::Modern => self.list_modern.clone(),
+        }
+    }
+
+    /// A served tool by name.
+    pub fn get(&self, name: &str) -> Option<&ServedTool> {
+        self.tools.get(name)
+    }
+
+    /// Served tool names, in backend order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Whether nothing can be served.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Whether `backend_tools` would build the same catalog.
+    pub fn same_source(&self, backend_tools: &[Value]) -> bool {
+        self.source == backend_tools
+    }
+}
+
+/// The legacy and modern definitions of one tool, and its `Mcp-Param-*` headers.
+fn serve_tool(def: &Value) -> Result<(Value, Value, Arc<[ParamHeader]>), String> {
+    let obj = def.as_object().ok_or("the definition is not an object")?;
+    match obj.get("name") {
+        Some(Value::String(n)) if !n.is_empty() => {}
+        _ => return Err("the definition has no name".into()),
+    }
+    let schema = obj.get("inputSchema").ok_or("it has no inputSchema")?;
+    let legacy_schema = add_node_param(schema, false)?;
+    let modern_schema = add_node_param(schema, true)?;
+    let param_headers = headers::param_headers(&modern_schema).map_err(|e| e.to_string())?;
+    let with_schema = |s: Value| {
+        let mut out = Map::with_capacity(obj.len());
+        for (k, v) in obj {
+            out.insert(
+                k.clone(),
+                if k == "inputSchema" {
+                    s.clone()
+                } else {
+                    v.clone()
+                },
+            );
+        }
+        Value::Object(out)
+    };
+    Ok((
+        with_schema(legacy_schema),
+        with_schema(modern_schema),
+        param_headers.into(),
+    ))
+}
+
+/// Prepends the required `node` property to an object schema, keeping every other
+/// keyword, its value and its position.
+pub fn add_node_param(schema: &Value, with_header: bool) -> Result<Value, String> {
+    let obj = schema
+        .as_object()
+        .ok_or("its inputSchema is not an object")?;
+    if let Some(t) = obj.get("type")
+        && t != "object"
+    {
+        return Err(format!("its inputSchema has type {t}, not \"object\""));
+    }
+    let props = match obj.get("properties") {
+        None => None,
+        Some(Value::Object(p)) => Some(p),
+        Some(_) => return Err("its inputSchema.properties is not an object".into()),
+    };
+    if props.is_some_and(|p| p.contains_key(NODE_PARAM)) {
+        return Err(format!(
+            "it already has a parameter named \"{NODE_PARAM}\", which the gateway needs to pick the node"
+        ));
+    }
+    let required = match obj.get("required") {
+        None => None,
+        Some(Value::Array(r)) => Some(r),
+        Some(_) => return Err("its inputSchema.required is not an array".into()),
+    };
+    let mut node = json!({ "type": "string", "description": NODE_DESCRIPTION });
+    if with_header && let Value::Object(m) = &mut node {
+        m.insert("x-mcp-header".into(), NODE_HEADER.into());
+    }
+    let new_props = || {
+        let mut p = Map::new();
+        p.insert(NODE_PARAM.into(), node.clone());
+        for (k, v) in props.into_iter().flatten() {
+            p.insert(k.clone(), v.clone());
+        }
+        Value::Object(p)
+    };
+    let new_required = || {
+        let mut r = vec![Value::from(NODE_PARAM)];
+        r.extend(
+            required
+                .into_iter()
+                .flatten()
+                .filter(|v| *v != NODE_PARAM)
+                .cloned(),
+        );
+        Value::Array(r)
+    };
+    let mut out = Map::with_capacity(obj.len() + 2);
+    if !obj.contains_key("type") {
+        out.insert("type".into(), "object".into());
+    }
+    for (k, v) in obj {
+        match k.as_str() {
+            "properties" => out.insert(k.clone(), new_props()),
+            "required" => out.insert(k.clone(), new_required()),
+            _ => out.insert(k.clone(), v.clone()),
+        };
+        if k == "type" && props.is_none() {
+            out.insert("properties".into(), new_props());
+        }
+    }
+    if !out.contains_key("properties") {
+        out.insert("properties".into(), new_props());
+    }
+    if required.is_none() {
+        out.insert("required".into(), new_required());
+    }
+    Ok(Value::Object(out))
+}
+
+/// The arguments a backend receives: the caller's, without `node`.
+pub fn strip_node(arguments: &Map<String, Value>) -> Map<String, Value> {
+    arguments
+        .iter()
+        .filter(|(k, _)| k.as_str() != NODE_PARAM)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(v: &Value) -> Vec<&str> {
+        v.as_object().unwrap().keys().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn node_comes_first_and_everything_else_stays_in_place() {
+        let schema = json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "$defs": {"Item": {"type": "object", "properties": {"a": {"type": "integer"}}}},
+            "properties": {
+                "items": {"type": "array", "items": {"$ref": "#/$defs/Item"}},
+                "mode": {"enum": ["x", "y"], "default": "x"}
+            },
+            "required": ["items"],
+            "additionalProperties": false
+        });
+        let out = add_node_param(&schema, false).unwrap();
+        assert_eq!(
+            keys(&out),
+            [
+                "$schema",
+                "type",
+                "$defs",
+                "properties",
+                "required",
+                "additionalProperties"
+            ]
+        );
+        assert_eq!(keys(&out["properties"]), ["node", "items", "mode"]);
+        assert_eq!(out["required"], json!(["node", "items"]));
+        assert_eq!(
+            out["properties"]["node"],
+            json!({"type":"string","description":NODE_DESCRIPTION})
+        );
+        // Removing what we added gives back the original exactly.
+        let mut back = out.clone();
+        back["properties"]
+            .as_object_mut()
+            .unwrap()
+            .shift_remove("node");
+        back["required"].as_array_mut().unwrap().remove(0);
+        assert_eq!(
+            serde_json::to_string(&back).unwrap(),
+            serde_json::to_string(&schema).unwrap()
+        );
+        let modern = add_node_param(&schema, true).unwrap();
+        assert_eq!(modern["properties"]["node"]["x-mcp-header"], "Node");
+    }
+
+    #[test]
+    fn schemas_without_properties_or_required_get_them() {
+        let out = add_node_param(&json!({"type": "object"}), false).unwrap();
+        assert_eq!(keys(&out), ["type", "properties", "required"]);
+        assert_eq!(out["required"], json!(["node"]));
+        let out = add_node_param(&json!({}), false).unwrap();
+        assert_eq!(out["type"], "object");
+    }
+
+    #[test]
+    fn refuses_tools_it_cannot_serve() {
+        assert!(
+            add_node_param(
+                &json!({"type":"object","properties":{"node":{"type":"string"}}}),
+                false
+            )
+            .unwrap_err()
+            .contains("node")
+        );
+        assert!(add_node_param(&json!({"type":"array"}), false).is_err());
+        assert!(add_node_param(&json!("x"), false).is_err());
+    }
+
+    #[test]
+    fn catalog_serves_good_tools_and_reports_the_rest() {
+        let tools = vec![
+            json!({"name":"a","title":"A","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true},"_meta":{"k":1}}),
+            json!({"name":"b","inputSchema":{"type":"object","properties":{"node":{"type":"string"}}}}),
+            json!({"name":"c","inputSchema":{"type":"object","properties":{"r":{"type":"string","x-mcp-header":"node"}}}}),
+            json!({"inputSchema":{}}),
+            json!({"name":"a","inputSchema":{"type":"object"}}),
+        ];
+        let catalog = Catalog::build(tools, 1000);
+        assert_eq!(catalog.names(), ["a"]);
+        let skipped: Vec<_> = catalog.skipped.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(skipped, ["b", "c", "<unnamed>", "a"]);
+        let legacy: Value = serde_json::from_slice(&catalog.list_result(Era::Legacy)).unwrap();
+        assert_eq!(
+            keys(&legacy["tools"][0]),
+            ["name", "title", "inputSchema", "annotations", "_meta"]
+        );
+        assert!(legacy.get("resultType").is_none());
+        assert!(
+            legacy["tools"][0]["inputSchema"]["properties"]["node"]
+                .get("x-mcp-header")
+                .is_none()
+        );
+        let modern: Value = serde_json::from_slice(&catalog.list_result(Era::Modern)).unwrap();
+        assert_eq!(modern["resultType"], "complete");
+        assert_eq!(modern["ttlMs"], 1000);
+        assert_eq!(
+            modern["tools"][0]["inputSchema"]["properties"]["node"]["x-mcp-header"],
+            "Node"
+        );
+        assert_eq!(
+            catalog.get("a").unwrap().param_headers[0].header,
+            "mcp-param-node"
+        );
+    }
+
+    #[test]
+    fn strip_node_keeps_the_other_arguments_in_order() {
+        let args = json!({"z":1,"node":"n","a":2});
+        let out = strip_node(args.as_object().unwrap());
+        assert_eq!(serde_json::to_string(&out).unwrap(), r#"{"z":1,"a":2}"#);
+    }
+}

@@ -1,0 +1,25 @@
+//! k8s-aggregator-mcp: a Kubernetes-native MCP gateway. MCP clients talk to one
+//! endpoint; behind it every node runs a small MCP server (a DaemonSet pod). The
+//! gateway finds those pods through the Kubernetes API, serves their tools with one
+//! extra required parameter, `node`, and routes each call to the pod on that node.
+//!
+//! Modules, one job each:
+//! - [`config`]: every setting, its env var, default and validation.
+//! - [`cluster`]: EndpointSlice watch -> live map node name -> pod IP.
+//! - [`catalog`]: the backend tools with `node` prepended; cached tools/list answers.
+//! - [`upstream`]: pooled MCP clients per pod; forwarding with progress and cancellation.
+//! - [`gateway`]: the tool handler: route a call, turn failures into tool errors.
+//! - [`server`]: start-up, HTTP routes (`/mcp`, `/healthz`, `/readyz`, `/metrics`).
+//! - [`metrics`]: Prometheus counters.
+//! - [`demo`]: the no-cluster demo with in-process node servers.
+//!
+//! The MCP protocol itself lives in the `mcp-protocol` crate.
+
+pub mod catalog;
+pub mod cluster;
+pub mod config;
+pub mod demo;
+pub mod gateway;
+pub mod metrics;
+pub mod server;
+pub mod upstream;

@@ -1,0 +1,58 @@
+//! The `k8s-aggregator-mcp` binary: parse settings, start logging, run the gateway or
+//! the demo. Everything else lives in the library.
+
+use anyhow::Context;
+use clap::Parser;
+use k8s_aggregator_mcp::cluster::{self, Discovery};
+use k8s_aggregator_mcp::config::{Cli, Command};
+use k8s_aggregator_mcp::{demo, server};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = cli.settings.validate()?;
+    init_tracing(config.json_logs);
+    if let Some(Command::Demo) = cli.command {
+        return demo::run(config).await;
+    }
+    let discovery = match config.static_nodes.clone() {
+        Some(nodes) => {
+            tracing::info!(
+                nodes = nodes.len(),
+                "using the static node list (no Kubernetes)"
+            );
+            Discovery::fixed(nodes)
+        }
+        None => {
+            let client = cluster::infer_client().await?;
+            tracing::info!(service = %config.service_name, namespace = %config.service_namespace, "watching EndpointSlices");
+            Discovery::watch(client, &config.service_namespace, &config.service_name)
+        }
+    };
+    let app = server::start(&config, discovery).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (BIND_ADDRESS / FRONTEND_PORT)",
+                config.listen
+            )
+        })?;
+    tracing::info!(addr = %config.listen, "gateway listening on /mcp");
+    server::serve(app, listener, mcp_protocol::serve::shutdown_signal()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,220 @@
+//! The backend side: one pooled MCP client per pod, set up once and reused, and the
+//! forwarding of a call with its progress and cancellation.
+//!
+//! Pods are addressed only by the IPs Kubernetes reported (or the static node list);
+//! nothing a caller sends becomes a host name.
+
+use bytes::Bytes;
+use mcp_protocol::client::{
+    ClientError, ClientOptions, McpClient, Reply, RequestOptions, http_client,
+};
+use mcp_protocol::jsonrpc::RequestId;
+use mcp_protocol::mcp::{ProtocolVersion, meta};
+use mcp_protocol::server::ProgressSink;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The MCP clients of the backend pods, keyed by pod IP.
+pub struct Upstreams {
+    http: reqwest::Client,
+    port: u16,
+    path: String,
+    options: ClientOptions,
+    clients: Mutex<HashMap<IpAddr, Arc<McpClient>>>,
+}
+
+/// Why a forwarded call produced no backend answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    /// The pod could not be reached or broke the protocol.
+    #[error("{0}")]
+    Backend(#[from] ClientError),
+    /// The client cancelled the call.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl Upstreams {
+    /// Clients for backends on `port` at `path`, with `timeout` as the default deadline.
+    pub fn new(port: u16, path: &str, timeout: Duration) -> Self {
+        let mut options = ClientOptions::new("k8s-aggregator-mcp", env!("CARGO_PKG_VERSION"));
+        options.request_timeout = timeout;
+        Upstreams {
+            http: http_client(Duration::from_secs(5)),
+            port,
+            path: path.to_string(),
+            options,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The backend endpoint URL of a pod.
+    pub fn url(&self, ip: IpAddr) -> String {
+        match ip {
+            IpAddr::V4(v4) => format!("http://{v4}:{}{}", self.port, self.path),
+            IpAddr::V6(v6) => format!("http://[{v6}]:{}{}", self.port, self.path),
+        }
+    }
+
+    /// The pooled client of a pod (created on first use; the handshake happens on the
+    /// first request and is then reused).
+    pub fn client(&self, ip: IpAddr) -> Arc<McpClient> {
+        let mut clients = match self.clients.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        clients
+            .entry(ip)
+            .or_insert_with(|| {
+                Arc::new(McpClient::new(
+                    self.http.clone(),
+                    self.url(ip),
+                    self.options.clone(),
+                ))
+            })
+            .clone()
+    }
+
+    /// Forgets the clients of pods that are gone.
+    pub fn retain(&self, live: impl Fn(&IpAddr) -> bool) {
+        if let Ok(mut clients) = self.clients.lock() {
+            clients.retain(|ip, _| live(ip));
+        }
+    }
+
+    /// Number of pooled clients (for metrics).
+    pub fn len(&self) -> usize {
+        self.clients.lock().map(|c| c.len()).unwrap_or(0)
+    }
+
+    /// Whether no client is pooled.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Forwards a tools/call to a backend and returns its answer and the revision it
+/// spoke. Notifications the backend streams (progress) are relayed to `progress` as
+/// they arrive; `cancel` reaches the backend (legacy: `notifications/cancelled`;
+/// 2026-07-28: the upstream stream is closed).
+pub async fn forward(
+    client: Arc<McpClient>,
+    mut params: Map<String, Value>,
+    progress: Option<&ProgressSink>,
+    cancel: &CancellationToken,
+    timeout: Duration,
+) -> Result<(Reply, ProtocolVersion), ForwardError> {
+    strip_protocol_meta(&mut params);
+    let id = client.next_id();
+    let mut relay = |note: Bytes| {
+        if let Some(sink) = progress {
+            sink.send_raw(note);
+        }
+    };
+    let opts = RequestOptions {
+        id: Some(id.clone()),
+        on_notification: progress
+            .is_some()
+            .then_some(&mut relay as &mut (dyn FnMut(Bytes) + Send)),
+        timeout: Some(timeout),
+    };
+    // If this future is dropped mid-call (the client went away), the guard tells a
+    // legacy backend; a 2026-07-28 backend sees its stream close.
+    let mut guard = CancelOnDrop {
+        client: Some(client.clone()),
+        id: id.clone(),
+    };
+    let outcome = tokio::select! {
+        reply = client.call_tool(params, opts) => reply.map_err(ForwardError::from),
+        _ = cancel.cancelled() => Err(ForwardError::Cancelled),
+    };
+    if !matches!(outcome, Err(ForwardError::Cancelled)) {
+        guard.client = None;
+    }
+    drop(guard);
+    let reply = outcome?;
+    let version = client
+        .connection()
+        .map_or(ProtocolVersion::LATEST_LEGACY, |c| c.version);
+    Ok((reply, version))
+}
+
+/// The `_meta` keys that describe the caller's own protocol exchange with the gateway;
+/// the upstream client sets its own.
+fn strip_protocol_meta(params: &mut Map<String, Value>) {
+    if let Some(Value::Object(m)) = params.get_mut("_meta") {
+        for key in [
+            meta::PROTOCOL_VERSION,
+            meta::CLIENT_CAPABILITIES,
+            meta::CLIENT_INFO,
+        ] {
+            m.shift_remove(key);
+        }
+    }
+}
+
+/// Sends a legacy `notifications/cancelled` for a call abandoned mid-flight.
+struct CancelOnDrop {
+    client: Option<Arc<McpClient>>,
+    id: RequestId,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else {
+            return;
+        };
+        let id = self.id.clone();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = client.cancel(&id, "the client cancelled the call").await {
+                    tracing::debug!(url = client.url(), error = %e, "could not forward the cancellation");
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_bracket_ipv6_and_clients_are_pooled() {
+        let u = Upstreams::new(9028, "/mcp", Duration::from_secs(1));
+        assert_eq!(
+            u.url("10.0.0.1".parse().unwrap()),
+            "http://10.0.0.1:9028/mcp"
+        );
+        assert_eq!(
+            u.url("fd00::1".parse().unwrap()),
+            "http://[fd00::1]:9028/mcp"
+        );
+        let a = u.client("10.0.0.1".parse().unwrap());
+        let b = u.client("10.0.0.1".parse().unwrap());
+        assert!(Arc::ptr_eq(&a, &b));
+        u.client("10.0.0.2".parse().unwrap());
+        u.retain(|ip| ip.to_string() == "10.0.0.2");
+        assert_eq!(u.len(), 1);
+    }
+
+    #[test]
+    fn protocol_meta_is_not_forwarded_but_progress_token_is() {
+        let mut p = serde_json::json!({"name":"t","_meta":{
+            "io.modelcontextprotocol/protocolVersion":"2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities":{},
+            "progressToken":"tok","custom":1}})
+        .as_object()
+        .cloned()
+        .unwrap();
+        strip_protocol_meta(&mut p);
+        assert_eq!(
+            p["_meta"],
+            serde_json::json!({"progressToken":"tok","custom":1})
+        );
+    }
+}
