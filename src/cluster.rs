@@ -5,9 +5,10 @@
 //! must answer that without asking the Kubernetes API on the request path. This module keeps
 //! that answer as an immutable [`NodeMap`] snapshot behind a [`Discovery`] handle:
 //!
-//! - [`Discovery::watch`] runs one background task with kube-runtime's [`watcher`](kube::runtime::watcher::watcher) over the
-//!   Service's EndpointSlices (`discovery.k8s.io/v1`, label `kubernetes.io/service-name`), joins
-//!   all slices, and publishes a new `Arc<NodeMap>` only when the routing picture changed.
+//! - [`Discovery::watch`] runs one background task with kube-runtime's
+//!   [`watcher`](kube::runtime::watcher::watcher) over the Service's EndpointSlices
+//!   (`discovery.k8s.io/v1`, label `kubernetes.io/service-name`), joins all slices, and
+//!   publishes a new `Arc<NodeMap>` only when the routing picture changed.
 //!   EndpointSlices (not the deprecated core/v1 Endpoints) because Endpoints truncates at 1000
 //!   addresses and a cluster can have thousands of nodes.
 //! - [`Discovery::fixed`] serves a static list (for `--static-nodes` and the demo).

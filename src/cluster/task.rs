@@ -57,7 +57,9 @@ impl WatchTask {
     /// Any watcher error ends that watcher; after a backoff a fresh one re-lists. A fresh
     /// list (rather than kube-runtime's silent resume) is what tells us the API server is
     /// reachable again, so `healthy` can be set back without waiting for a change event.
-    /// A watch that merely ends is resumed by kube-runtime without an error.
+    /// A watch that merely ends is resumed by kube-runtime without an error. If lists work
+    /// but watches keep failing, the map is refreshed by each relist, at most `max_backoff`
+    /// apart, and `healthy` is true only right after each of them.
     pub(super) async fn run(mut self) {
         let selector = format!("{SERVICE_NAME_LABEL}={}", self.target.service);
         let mut config = watcher::Config::default().labels(&selector);
@@ -68,6 +70,7 @@ impl WatchTask {
         info!(namespace = %self.target.namespace, service = %self.target.service, %selector, "watching EndpointSlices");
         let mut failures: u32 = 0;
         loop {
+            let started = Instant::now();
             let stream = watcher(self.api.clone(), config.clone());
             futures_util::pin_mut!(stream);
             // InitApply events are buffered here until InitDone swaps them in atomically.
@@ -90,7 +93,6 @@ impl WatchTask {
                         self.slices = relist.take().unwrap_or_default();
                         self.publish();
                         self.mark_healthy();
-                        failures = 0;
                     }
                     Some(Ok(Event::Apply(slice))) => {
                         self.slices
@@ -105,6 +107,11 @@ impl WatchTask {
                     }
                 }
             };
+            // Only a watcher that stayed up for a while resets the backoff: a cycle where the
+            // list works but the watch is refused (a Role without `watch`) must slow down too.
+            if started.elapsed() > self.options.max_backoff {
+                failures = 0;
+            }
             failures = failures.saturating_add(1);
             let delay = backoff(&self.options, failures);
             warn!(
