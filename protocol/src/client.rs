@@ -149,6 +149,8 @@ pub struct McpClient {
     connecting: tokio::sync::Mutex<()>,
     /// `x-mcp-header` parameters of the tools learned by `list_tools`.
     param_headers: RwLock<HashMap<String, Arc<[ParamHeader]>>>,
+    /// Whether `param_headers` has been filled from a tools/list.
+    tools_known: std::sync::atomic::AtomicBool,
 }
 
 /// A reqwest client tuned for MCP: keep-alive pool, TCP_NODELAY, connect timeout.
@@ -174,6 +176,7 @@ impl McpClient {
             state: RwLock::new(None),
             connecting: tokio::sync::Mutex::new(()),
             param_headers: RwLock::new(HashMap::new()),
+            tools_known: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -414,9 +417,16 @@ impl McpClient {
                 None => break,
             }
         }
+        self.learn_tools(&tools);
+        Ok(Ok(tools))
+    }
+
+    /// Records the `x-mcp-header` parameters of tool definitions, so 2026-07-28 calls
+    /// carry their `Mcp-Param-*` headers (`list_tools` does this itself).
+    pub fn learn_tools(&self, tools: &[Value]) {
         if let Ok(mut map) = self.param_headers.write() {
             map.clear();
-            for t in &tools {
+            for t in tools {
                 if let (Some(name), Some(schema)) = (t["name"].as_str(), t.get("inputSchema"))
                     && let Ok(ps) = headers::param_headers(schema)
                 {
@@ -424,7 +434,7 @@ impl McpClient {
                 }
             }
         }
-        Ok(Ok(tools))
+        self.tools_known.store(true, Ordering::Relaxed);
     }
 
     /// Calls a tool. `params` is the whole params object (name, arguments, `_meta`);
@@ -434,9 +444,15 @@ impl McpClient {
         params: Map<String, Value>,
         opts: RequestOptions<'_>,
     ) -> Result<Reply, ClientError> {
+        let conn = self.connect().await?;
+        if conn.version.era() == Era::Modern && !self.tools_known.load(Ordering::Relaxed) {
+            // 2026-07-28 calls must mirror x-mcp-header arguments: learn them once.
+            if let Err(e) = self.list_tools().await {
+                tracing::debug!(url = %self.url, error = %e, "could not list tools before a call");
+            }
+        }
         self.request(method::TOOLS_CALL, params, opts).await
     }
-
     async fn notify_on(
         &self,
         conn: &Connection,

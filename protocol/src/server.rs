@@ -858,6 +858,13 @@ fn call_stream(
         _guard: Option<crate::session::InflightGuard>,
         tick: tokio::time::Interval,
     }
+    impl Drop for State {
+        fn drop(&mut self) {
+            if self.future.is_some() {
+                tracing::debug!(request = %self.id, "response stream closed before the answer: request cancelled");
+            }
+        }
+    }
     let mut tick = tokio::time::interval(keep_alive);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.reset();
@@ -880,7 +887,13 @@ fn call_stream(
                     Ok(result) => jsonrpc::result_bytes(&st.id, &result),
                     Err(e) => jsonrpc::error_bytes(Some(&st.id), &e),
                 };
-                Some((sse::encode_event(&bytes), st))
+                // Notifications sent in the handler's last poll precede the response.
+                let mut frames = Vec::new();
+                while let Ok(note) = st.rx.try_recv() {
+                    frames.extend_from_slice(&sse::encode_event(&note));
+                }
+                frames.extend_from_slice(&sse::encode_event(&bytes));
+                Some((Bytes::from(frames), st))
             }
             _ = st.cancel.cancelled() => None,
             _ = st.tick.tick() => Some((sse::keep_alive(), st)),

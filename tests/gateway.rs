@@ -1,0 +1,328 @@
+//! The gateway end to end: the real gateway binary finds real node-server processes
+//! (one per loopback address) through the fake Kubernetes API, exactly as on a laptop
+//! with a kubeconfig, and routes every call to the node it names.
+//!
+//! Proves: per-node routing in both eras; the schema rewrite against the backend's own
+//! tools/list; every routing error as a tool error; nodes added, removed and unreadied
+//! while running; progress relayed as it happens; cancellation reaching the backend;
+//! start-up refusal without ready endpoints; the API calls the gateway makes (what the
+//! RBAC Role must grant).
+
+mod support;
+
+use mcp_protocol::client::ClientMode;
+use serde_json::{Value, json};
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+use support::fake_kube::FakeKube;
+use support::mcp::{call, client, is_error, text};
+use support::procs::{self, Proc};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn ip(net: u8, host: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 10, net, host))
+}
+
+/// A cluster of `n` node servers behind a gateway.
+struct Cluster {
+    kube: FakeKube,
+    backends: Vec<Proc>,
+    gateway: Proc,
+    port: u16,
+    net: u8,
+}
+
+impl Cluster {
+    async fn start(net: u8, n: u8, extra_env: &[(&str, String)]) -> Cluster {
+        let kube = FakeKube::start().await;
+        let ips: Vec<IpAddr> = (2..2 + n).map(|h| ip(net, h)).collect();
+        let port = procs::common_free_port(&ips);
+        let mut backends = Vec::new();
+        for (i, addr) in ips.iter().enumerate() {
+            let node = format!("node-{}", i + 1);
+            backends.push(procs::spawn_backend(&node, *addr, port).await);
+            kube.set_node(&node, *addr, true);
+        }
+        let mut env = vec![
+            ("KUBECONFIG", kube.kubeconfig_path().display().to_string()),
+            ("BACKEND_PORT", port.to_string()),
+        ];
+        env.extend(extra_env.iter().cloned());
+        let gateway = procs::spawn_gateway(ip(net, 1), &env).await;
+        Cluster {
+            kube,
+            backends,
+            gateway,
+            port,
+            net,
+        }
+    }
+
+    fn url(&self) -> String {
+        self.gateway.url()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_node_is_answered_by_its_own_pod_in_both_eras() {
+    let c = Cluster::start(1, 3, &[]).await;
+    for mode in [ClientMode::Legacy, ClientMode::Modern, ClientMode::Auto] {
+        let gw = client(&c.url(), mode);
+        for n in 1..=3 {
+            let node = format!("node-{n}");
+            let out = call(&gw, "node_info", json!({ "node": node }), None).await;
+            let result = out.result.expect("node_info result");
+            assert!(!is_error(&result), "{mode:?} {node}: {result}");
+            assert_eq!(result["structuredContent"]["node_name"], node, "{mode:?}");
+            assert!(text(&result).contains(&node));
+            let modern = gw.connection().unwrap().version.as_str() == "2026-07-28";
+            assert_eq!(
+                result.get("resultType").is_some(),
+                modern,
+                "{mode:?}: {result}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn served_schemas_are_the_backends_with_node_prepended() {
+    let c = Cluster::start(2, 1, &[]).await;
+    for mode in [ClientMode::Legacy, ClientMode::Modern] {
+        let direct = client(&c.backends[0].url(), mode)
+            .list_tools()
+            .await
+            .unwrap()
+            .unwrap();
+        let served = client(&c.url(), mode).list_tools().await.unwrap().unwrap();
+        assert_eq!(direct.len(), served.len());
+        assert!(!served.is_empty());
+        for (d, s) in direct.iter().zip(&served) {
+            let mut s = s.clone();
+            let schema = s["inputSchema"].as_object_mut().unwrap();
+            let props = schema["properties"].as_object_mut().unwrap();
+            assert_eq!(
+                props.keys().next().map(String::as_str),
+                Some("node"),
+                "node first"
+            );
+            let node = props.shift_remove("node").unwrap();
+            assert_eq!(node["type"], "string");
+            assert_eq!(
+                node["description"],
+                "The name of the Kubernetes node to target."
+            );
+            assert_eq!(
+                node.get("x-mcp-header").is_some(),
+                mode == ClientMode::Modern
+            );
+            let required = schema["required"].as_array_mut().unwrap();
+            assert_eq!(required[0], "node", "node first in required");
+            required.remove(0);
+            if required.is_empty() && d["inputSchema"].get("required").is_none() {
+                schema.shift_remove("required");
+            }
+            // Byte-for-byte, order included, once the addition is taken away.
+            assert_eq!(
+                serde_json::to_string(&s).unwrap(),
+                serde_json::to_string(d).unwrap()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_failures_are_tool_errors_a_model_can_act_on() {
+    // node-3 points at an address where nothing listens.
+    let c = Cluster::start(3, 2, &[]).await;
+    c.kube.set_node("node-3", ip(c.net, 40), true);
+    c.kube.set_node("node-2", ip(c.net, 3), false);
+    let gw = client(&c.url(), ClientMode::Legacy);
+    procs::eventually("node-2 unready", DEADLINE, || async {
+        let out = call(&gw, "node_info", json!({"node":"node-2"}), None).await;
+        text(&out.result.unwrap()).contains("not ready")
+    })
+    .await;
+    let dead = ip(c.net, 40).to_string();
+    let cases = [
+        (
+            json!({"node": "nope"}),
+            vec!["Unknown node \"nope\"", "node-1"],
+        ),
+        (
+            json!({}),
+            vec!["Missing required argument \"node\"", "node-1"],
+        ),
+        (json!({"node": 7}), vec!["must be a non-empty string"]),
+        (json!({"node": "node-2"}), vec!["not ready"]),
+        (
+            json!({"node": "node-3"}),
+            vec!["unreachable", dead.as_str()],
+        ),
+    ];
+    for (args, needles) in cases {
+        let out = call(&gw, "node_info", args.clone(), None).await;
+        let result = out.result.expect("a tool result, not a protocol error");
+        assert!(is_error(&result), "{args}: {result}");
+        for n in needles {
+            assert!(
+                text(&result).contains(n),
+                "{args}: {:?} lacks {n:?}",
+                text(&result)
+            );
+        }
+    }
+    let unknown = call(&gw, "no_such_tool", json!({"node":"node-1"}), None).await;
+    assert_eq!(unknown.result.unwrap_err()["code"], -32602);
+    // The backend's own argument validation is relayed as it came.
+    let bad = call(
+        &gw,
+        "cpu_usage",
+        json!({"node":"node-1","seconds":99}),
+        None,
+    )
+    .await;
+    let bad = bad.result.unwrap();
+    assert!(is_error(&bad) && text(&bad).contains("seconds"), "{bad}");
+    // And after all that, a good call still works.
+    let ok = call(&gw, "node_info", json!({"node":"node-1"}), None)
+        .await
+        .result
+        .unwrap();
+    assert_eq!(ok["structuredContent"]["node_name"], "node-1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_added_and_removed_while_running_are_routed_without_restart() {
+    let mut c = Cluster::start(4, 2, &[]).await;
+    let gw = client(&c.url(), ClientMode::Auto);
+    c.kube.remove_node("node-2");
+    procs::eventually("node-2 gone", DEADLINE, || async {
+        let r = call(&gw, "node_info", json!({"node":"node-2"}), None)
+            .await
+            .result
+            .unwrap();
+        text(&r).contains("Unknown node")
+    })
+    .await;
+    let extra = procs::spawn_backend("node-9", ip(c.net, 9), c.port).await;
+    c.backends.push(extra);
+    c.kube.set_node("node-9", ip(c.net, 9), true);
+    procs::eventually("node-9 routed", DEADLINE, || async {
+        let r = call(&gw, "node_info", json!({"node":"node-9"}), None)
+            .await
+            .result
+            .unwrap();
+        r["structuredContent"]["node_name"] == "node-9"
+    })
+    .await;
+    // The watch breaking (410, dropped connection) keeps the map served.
+    c.kube.expire_watches();
+    c.kube.drop_watches();
+    let r = call(&gw, "node_info", json!({"node":"node-1"}), None)
+        .await
+        .result
+        .unwrap();
+    assert_eq!(r["structuredContent"]["node_name"], "node-1");
+    let ready = reqwest::get(format!("http://{}/readyz", c.gateway.addr))
+        .await
+        .unwrap();
+    let ready: Value = serde_json::from_slice(&ready.bytes().await.unwrap()).unwrap();
+    assert_eq!(ready["ready"], true, "{ready}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_arrives_while_the_call_runs_and_cancellation_reaches_the_backend() {
+    let c = Cluster::start(5, 1, &[]).await;
+    for mode in [ClientMode::Legacy, ClientMode::Modern] {
+        let gw = client(&c.url(), mode);
+        let out = call(
+            &gw,
+            "cpu_usage",
+            json!({"node":"node-1","seconds":3}),
+            Some(json!("tok")),
+        )
+        .await;
+        let result = out.result.unwrap();
+        assert!(!is_error(&result), "{result}");
+        let progress: Vec<_> = out
+            .notifications
+            .iter()
+            .filter(|(_, n)| n["method"] == "notifications/progress")
+            .collect();
+        assert!(progress.len() >= 2, "{mode:?}: {:?}", out.notifications);
+        assert!(
+            progress
+                .iter()
+                .all(|(_, n)| n["params"]["progressToken"] == "tok")
+        );
+        // The first one arrived well before the result (streamed, not batched at the end).
+        assert!(
+            progress[0].0 < out.finished - Duration::from_millis(500),
+            "{mode:?}"
+        );
+    }
+    // Legacy cancellation: the gateway forwards notifications/cancelled upstream.
+    let gw = client(&c.url(), ClientMode::Legacy);
+    gw.connect().await.unwrap();
+    let id = gw.next_id();
+    let mut params = serde_json::Map::new();
+    params.insert("name".into(), "cpu_usage".into());
+    params.insert("arguments".into(), json!({"node":"node-1","seconds":30}));
+    let opts = mcp_protocol::client::RequestOptions {
+        id: Some(id.clone()),
+        ..Default::default()
+    };
+    let pending = gw.call_tool(params, opts);
+    let canceller = async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        gw.cancel(&id, "test").await.unwrap();
+    };
+    let (reply, ()) = tokio::join!(pending, canceller);
+    let err = reply.unwrap().unwrap_err();
+    assert_eq!(err.code, -32800, "{err:?}");
+    procs::eventually("backend saw the cancellation", DEADLINE, || async {
+        c.backends[0].log_text().contains("cancel")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_to_start_without_ready_backends() {
+    let kube = FakeKube::start().await;
+    kube.set_node("node-1", ip(6, 2), false);
+    let env = [("KUBECONFIG", kube.kubeconfig_path().display().to_string())];
+    let mut gw = procs::launch_gateway(ip(6, 1), &env);
+    let (status, log) = procs::wait_exit(&mut gw, DEADLINE).await;
+    assert!(!status.success());
+    assert!(
+        log.contains("backend-mcp-service") && log.contains("mcp-server"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_only_lists_and_watches_endpointslices_of_its_namespace() {
+    let c = Cluster::start(7, 1, &[]).await;
+    let gw = client(&c.url(), ClientMode::Legacy);
+    call(&gw, "node_info", json!({"node":"node-1"}), None)
+        .await
+        .result
+        .unwrap();
+    let requests = c.kube.requests();
+    assert!(!requests.is_empty());
+    for r in &requests {
+        assert!(matches!(r.verb().as_str(), "list" | "watch"), "{r:?}");
+        assert_eq!(r.resource(), Some("endpointslices"), "{r:?}");
+        assert!(
+            r.path
+                .starts_with("/apis/discovery.k8s.io/v1/namespaces/mcp-server/"),
+            "{r:?}"
+        );
+        assert_eq!(
+            r.param("labelSelector").as_deref(),
+            Some("kubernetes.io/service-name=backend-mcp-service")
+        );
+    }
+}

@@ -1,0 +1,6 @@
+//! Shared test support: the fake Kubernetes API, real processes, MCP client helpers.
+#![allow(dead_code)]
+
+pub mod fake_kube;
+pub mod mcp;
+pub mod procs;
