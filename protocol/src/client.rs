@@ -657,6 +657,15 @@ impl McpClient {
         match Message::from_slice(&body) {
             Ok(Message::Response(r)) if r.id.as_ref().is_none_or(|rid| rid == id) => {
                 match (status.is_success(), r.outcome) {
+                    // An unknown session: 404 with an id-less error body (what our
+                    // server and the SDKs send); `request` re-initialises on it.
+                    (false, Err(_)) if status == StatusCode::NOT_FOUND && r.id.is_none() => {
+                        Err(ClientError::Http {
+                            url: self.url.clone(),
+                            status,
+                            body: snippet(&body),
+                        })
+                    }
                     (_, Err(e)) => Ok(Err(e)),
                     (true, Ok(result)) => Ok(Ok(result)),
                     (false, Ok(_)) => Err(ClientError::Http {
@@ -687,10 +696,7 @@ impl McpClient {
         let mut decoder = sse::Decoder::new(self.options.max_message_bytes);
         let mut chunks = resp.bytes_stream();
         while let Some(chunk) = chunks.next().await {
-            let chunk = chunk.map_err(|source| ClientError::Unreachable {
-                url: self.url.clone(),
-                source,
-            })?;
+            let chunk = chunk.map_err(|source| self.body_error(source))?;
             for event in decoder.push(&chunk).map_err(|e| self.protocol(e))? {
                 if event.data.is_empty() {
                     continue;
@@ -717,10 +723,7 @@ impl McpClient {
         let mut out = Vec::new();
         let mut chunks = resp.bytes_stream();
         while let Some(chunk) = chunks.next().await {
-            let chunk = chunk.map_err(|source| ClientError::Unreachable {
-                url: self.url.clone(),
-                source,
-            })?;
+            let chunk = chunk.map_err(|source| self.body_error(source))?;
             if out.len() + chunk.len() > self.options.max_message_bytes {
                 return Err(self.protocol(format!(
                     "answer larger than {} bytes",
@@ -739,6 +742,21 @@ impl McpClient {
             url: self.url.clone(),
             status,
             body: snippet(&body),
+        }
+    }
+
+    /// A failure while reading an answer: reqwest's deadline covers the body too.
+    fn body_error(&self, source: reqwest::Error) -> ClientError {
+        if source.is_timeout() {
+            ClientError::Timeout {
+                url: self.url.clone(),
+                timeout: self.options.request_timeout,
+            }
+        } else {
+            ClientError::Unreachable {
+                url: self.url.clone(),
+                source,
+            }
         }
     }
 

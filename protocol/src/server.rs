@@ -861,6 +861,7 @@ fn call_stream(
     impl Drop for State {
         fn drop(&mut self) {
             if self.future.is_some() {
+                self.cancel.cancel();
                 tracing::debug!(request = %self.id, "response stream closed before the answer: request cancelled");
             }
         }
