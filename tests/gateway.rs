@@ -326,3 +326,157 @@ async fn the_gateway_only_lists_and_watches_endpointslices_of_its_namespace() {
         );
     }
 }
+
+/// A backend that misbehaves on purpose: one tool hangs, one answers with a JSON-RPC
+/// error, one with a result that is not even JSON-RPC's. Built on our own server crate,
+/// listening on its own loopback address like a pod.
+mod liar {
+    use bytes::Bytes;
+    use mcp_protocol::headers::ParamHeader;
+    use mcp_protocol::jsonrpc::ErrorObject;
+    use mcp_protocol::mcp::{self, Era};
+    use mcp_protocol::server::{BoxFuture, McpServer, ServerConfig, ToolCall, ToolHandler};
+    use serde_json::json;
+    use std::sync::Arc;
+
+    pub struct Liar;
+
+    impl ToolHandler for Liar {
+        fn list_tools(&self, era: Era, _cursor: Option<&str>) -> Result<Bytes, ErrorObject> {
+            let tools = ["hang", "rpc_error", "node_info"]
+                .map(|n| json!({"name": n, "description": n, "inputSchema": {"type": "object"}}));
+            Ok(Bytes::from(
+                serde_json::to_vec(&mcp::tools_list_result(era, &tools, None, 0)).unwrap(),
+            ))
+        }
+        fn param_headers(&self, _tool: &str) -> Option<Arc<[ParamHeader]>> {
+            Some(Arc::from(Vec::new()))
+        }
+        fn call_tool(&self, call: ToolCall) -> BoxFuture<Result<Bytes, ErrorObject>> {
+            Box::pin(async move {
+                match call.name.as_str() {
+                    "hang" => {
+                        std::future::pending::<()>().await;
+                        unreachable!()
+                    }
+                    "rpc_error" => Err(ErrorObject::new(-32042, "backend says no")
+                        .with_data(json!({"why": "test"}))),
+                    _ => Ok(Bytes::from_static(b"\"not a result object\"")),
+                }
+            })
+        }
+    }
+
+    pub async fn start(addr: std::net::SocketAddr) {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let server = McpServer::new(ServerConfig::new("liar", "0"), Liar);
+        tokio::spawn(mcp_protocol::serve::serve(
+            listener,
+            move |req| {
+                let server = server.clone();
+                async move { server.handle(req).await }
+            },
+            std::future::pending(),
+            std::time::Duration::from_secs(1),
+        ));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backends_that_hang_refuse_or_lie_give_clear_answers() {
+    let kube = FakeKube::start().await;
+    let liar_ip = ip(8, 2);
+    let port = procs::common_free_port(&[liar_ip]);
+    liar::start(std::net::SocketAddr::new(liar_ip, port)).await;
+    kube.set_node("liar", liar_ip, true);
+    let env = [
+        ("KUBECONFIG", kube.kubeconfig_path().display().to_string()),
+        ("BACKEND_PORT", port.to_string()),
+        ("CALL_TIMEOUT_SECONDS", "2".to_string()),
+    ];
+    let gateway = procs::spawn_gateway(ip(8, 1), &env).await;
+    for mode in [ClientMode::Legacy, ClientMode::Modern] {
+        let gw = client(&gateway.url(), mode);
+        let hang = call(&gw, "hang", json!({"node":"liar"}), None)
+            .await
+            .result
+            .unwrap();
+        assert!(
+            is_error(&hang) && text(&hang).contains("did not answer within 2 s"),
+            "{hang}"
+        );
+        let refused = call(&gw, "rpc_error", json!({"node":"liar"}), None)
+            .await
+            .result
+            .unwrap_err();
+        assert_eq!(
+            refused,
+            json!({"code": -32042, "message": "backend says no", "data": {"why": "test"}})
+        );
+        // A lie is relayed as it came (the gateway does not rewrite results) and breaks nothing.
+        let lie = call(&gw, "node_info", json!({"node":"liar"}), None)
+            .await
+            .result
+            .unwrap();
+        assert_eq!(lie, json!("not a result object"));
+    }
+    let health = reqwest::get(format!("http://{}/healthz", gateway.addr))
+        .await
+        .unwrap();
+    assert!(health.status().is_success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modern_header_rules_hold_at_the_gateway_and_closing_the_stream_cancels_upstream() {
+    let c = Cluster::start(9, 1, &[]).await;
+    let http = reqwest::Client::new();
+    let body = |args: Value| {
+        json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"node_info","arguments":args,
+            "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}})
+        .to_string()
+    };
+    let post = |param_node: Option<&str>, body: String| {
+        let mut r = http
+            .post(c.url())
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "node_info");
+        if let Some(n) = param_node {
+            r = r.header("mcp-param-node", n);
+        }
+        r.body(body).send()
+    };
+    let args = json!({"node":"node-1"});
+    let missing = post(None, body(args.clone())).await.unwrap();
+    assert_eq!(missing.status(), 400);
+    let v: Value = serde_json::from_slice(&missing.bytes().await.unwrap()).unwrap();
+    assert_eq!(v["error"]["code"], -32020, "{v}");
+    let wrong = post(Some("node-2"), body(args.clone())).await.unwrap();
+    assert_eq!(wrong.status(), 400);
+    let ok = post(Some("node-1"), body(args)).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let text = String::from_utf8(ok.bytes().await.unwrap().to_vec()).unwrap();
+    assert!(text.contains("\"node_name\":\"node-1\""), "{text}");
+
+    // A 2026-07-28 client that closes its stream mid-call cancels the backend's work.
+    let gw = client(&c.url(), ClientMode::Modern);
+    let long = call(
+        &gw,
+        "cpu_usage",
+        json!({"node":"node-1","seconds":30}),
+        Some(json!(1)),
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1500), long)
+            .await
+            .is_err()
+    );
+    procs::eventually("backend saw its stream close", DEADLINE, || async {
+        c.backends[0]
+            .log_text()
+            .contains("response stream closed before the answer")
+    })
+    .await;
+}
