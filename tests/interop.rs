@@ -10,9 +10,9 @@
 //! The peers are installed by `.ci/install-interop` into `.interop/`; a missing peer fails
 //! the test with that instruction, it is never skipped.
 
-mod support;
 #[path = "support/interop.rs"]
 mod interop;
+mod support;
 
 use interop::SdkCall;
 use serde_json::{Value, json};
@@ -72,7 +72,10 @@ fn node_tool_calls(node: Option<&str>) -> Vec<SdkCall> {
     };
     vec![
         SdkCall::new("node_info", with(json!({}))),
-        SdkCall::new("list_processes", with(json!({"limit": 3, "sort_by": "cpu"}))),
+        SdkCall::new(
+            "list_processes",
+            with(json!({"limit": 3, "sort_by": "cpu"})),
+        ),
         SdkCall::new("disk_usage", with(json!({}))),
         SdkCall::with_progress("cpu_usage", with(json!({"seconds": 2}))),
     ]
@@ -91,8 +94,14 @@ fn assert_sdk_calls(doc: &Value, mode: &str) {
         assert_ne!(result["isError"], json!(true), "{mode}: {c}");
         assert!(result["structuredContent"].is_object(), "{mode}: {c}");
     }
-    let cpu = calls.iter().find(|c| c["name"] == "cpu_usage").expect("cpu_usage call");
-    assert!(cpu["progress_before_result"].as_u64().unwrap_or(0) >= 1, "{mode}: {cpu}");
+    let cpu = calls
+        .iter()
+        .find(|c| c["name"] == "cpu_usage")
+        .expect("cpu_usage call");
+    assert!(
+        cpu["progress_before_result"].as_u64().unwrap_or(0) >= 1,
+        "{mode}: {cpu}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,10 +110,22 @@ async fn python_sdk_client_uses_every_node_server_tool_in_both_modes() {
     for mode in ["legacy", "auto"] {
         let url = backend.url();
         let doc = blocking(move || interop::sdk_client(&url, mode, &node_tool_calls(None))).await;
-        let names: Vec<_> = doc["tools"].as_array().unwrap().iter().map(|t| t["name"].clone()).collect();
-        assert_eq!(names, ["node_info", "list_processes", "disk_usage", "cpu_usage"], "{mode}");
+        let names: Vec<_> = doc["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].clone())
+            .collect();
+        assert_eq!(
+            names,
+            ["node_info", "list_processes", "disk_usage", "cpu_usage"],
+            "{mode}"
+        );
         assert_sdk_calls(&doc, mode);
-        assert_eq!(doc["calls"][0]["result"]["structuredContent"]["node_name"], "sdk-node");
+        assert_eq!(
+            doc["calls"][0]["result"]["structuredContent"]["node_name"],
+            "sdk-node"
+        );
     }
 }
 
@@ -148,15 +169,25 @@ async fn conformance_client_scenarios_pass_with_mcp_call() {
 async fn inspector_cli_calls_node_info_on_the_node_server_and_through_the_gateway() {
     let backend = local_backend("inspector-node").await;
     let url = backend.url();
-    let result = blocking(move || interop::inspector_call(&url, "legacy", "node_info", &json!({}))).await;
+    let result =
+        blocking(move || interop::inspector_call(&url, "legacy", "node_info", &json!({}))).await;
     let result = result.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(result["structuredContent"]["node_name"], "inspector-node", "{result}");
+    assert_eq!(
+        result["structuredContent"]["node_name"], "inspector-node",
+        "{result}"
+    );
     let (_kube, _backends, gateway) = gateway_over_node_servers(1, 2).await;
     for era in ["legacy", "auto"] {
         let url = gateway.url();
-        let result = blocking(move || interop::inspector_call(&url, era, "node_info", &json!({"node": "node-2"}))).await;
+        let result = blocking(move || {
+            interop::inspector_call(&url, era, "node_info", &json!({"node": "node-2"}))
+        })
+        .await;
         let result = result.unwrap_or_else(|e| panic!("{era}: {e}"));
-        assert_eq!(result["structuredContent"]["node_name"], "node-2", "{era}: {result}");
+        assert_eq!(
+            result["structuredContent"]["node_name"], "node-2",
+            "{era}: {result}"
+        );
     }
 }
 
@@ -169,10 +200,18 @@ async fn python_sdk_client_through_the_gateway_sees_node_first_and_reaches_each_
             let calls = node_tool_calls(Some(node));
             let doc = blocking(move || interop::sdk_client(&url, mode, &calls)).await;
             assert_sdk_calls(&doc, mode);
-            assert_eq!(doc["calls"][0]["result"]["structuredContent"]["node_name"], node, "{mode}");
+            assert_eq!(
+                doc["calls"][0]["result"]["structuredContent"]["node_name"], node,
+                "{mode}"
+            );
             for tool in doc["tools_wire"].as_array().unwrap() {
                 let schema = &tool["inputSchema"];
-                let first = schema["properties"].as_object().unwrap().keys().next().cloned();
+                let first = schema["properties"]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .next()
+                    .cloned();
                 assert_eq!(first.as_deref(), Some("node"), "{mode}: {tool}");
                 assert_eq!(schema["required"][0], "node", "{mode}: {tool}");
             }
@@ -203,7 +242,8 @@ async fn a_fastmcp_backend_behind_the_gateway_keeps_its_rich_schema_but_for_node
             ..Default::default()
         };
         let host = addr.to_string();
-        backends.push(blocking(move || interop::spawn_fastmcp_backend_with(&host, port, opts)).await);
+        backends
+            .push(blocking(move || interop::spawn_fastmcp_backend_with(&host, port, opts)).await);
         kube.set_node(&node, *addr, true);
     }
     let env = [
@@ -234,21 +274,48 @@ async fn a_fastmcp_backend_behind_the_gateway_keeps_its_rich_schema_but_for_node
             let mut s = s.clone();
             let schema = s["inputSchema"].as_object_mut().unwrap();
             let props = schema["properties"].as_object_mut().unwrap();
-            assert_eq!(props.keys().next().map(String::as_str), Some("node"), "{mode}: {d}");
+            assert_eq!(
+                props.keys().next().map(String::as_str),
+                Some("node"),
+                "{mode}: {d}"
+            );
             props.shift_remove("node");
             let required = schema["required"].as_array_mut().unwrap();
             assert_eq!(required.remove(0), "node");
             if required.is_empty() && d["inputSchema"].get("required").is_none() {
                 schema.shift_remove("required");
             }
-            assert_eq!(serde_json::to_string(&s).unwrap(), serde_json::to_string(d).unwrap(), "{mode}");
+            assert_eq!(
+                serde_json::to_string(&s).unwrap(),
+                serde_json::to_string(d).unwrap(),
+                "{mode}"
+            );
         }
-        let plan = served_tools.iter().find(|t| t["name"] == "plan_inspection").unwrap();
-        assert!(plan["inputSchema"]["$defs"].is_object(), "$defs kept: {plan}");
+        let plan = served_tools
+            .iter()
+            .find(|t| t["name"] == "plan_inspection")
+            .unwrap();
+        assert!(
+            plan["inputSchema"]["$defs"].is_object(),
+            "$defs kept: {plan}"
+        );
         let calls = via["calls"].as_array().unwrap();
-        assert!(calls[0]["result"]["content"][0]["text"].as_str().unwrap().starts_with("fast-2: hi"), "{via}");
-        assert_eq!(calls[1]["result"]["structuredContent"]["node"], "fast-1", "{via}");
-        assert!(calls[2]["progress_before_result"].as_u64().unwrap_or(0) >= 2, "{mode}: {}", calls[2]);
+        assert!(
+            calls[0]["result"]["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("fast-2: hi"),
+            "{via}"
+        );
+        assert_eq!(
+            calls[1]["result"]["structuredContent"]["node"], "fast-1",
+            "{via}"
+        );
+        assert!(
+            calls[2]["progress_before_result"].as_u64().unwrap_or(0) >= 2,
+            "{mode}: {}",
+            calls[2]
+        );
     }
     drop(gateway);
 }
