@@ -14,9 +14,10 @@ use mcp_protocol::client::ClientMode;
 use serde_json::{Value, json};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
+use support::cluster::Cluster;
 use support::fake_kube::FakeKube;
 use support::mcp::{call, client, is_error, text};
-use support::procs::{self, Proc};
+use support::procs;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -24,49 +25,15 @@ fn ip(net: u8, host: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 10, net, host))
 }
 
-/// A cluster of `n` node servers behind a gateway.
-struct Cluster {
-    kube: FakeKube,
-    backends: Vec<Proc>,
-    gateway: Proc,
-    port: u16,
-    net: u8,
-}
-
-impl Cluster {
-    async fn start(net: u8, n: u8, extra_env: &[(&str, String)]) -> Cluster {
-        let kube = FakeKube::start().await;
-        let ips: Vec<IpAddr> = (2..2 + n).map(|h| ip(net, h)).collect();
-        let port = procs::common_free_port(&ips);
-        let mut backends = Vec::new();
-        for (i, addr) in ips.iter().enumerate() {
-            let node = format!("node-{}", i + 1);
-            backends.push(procs::spawn_backend(&node, *addr, port).await);
-            kube.set_node(&node, *addr, true);
-        }
-        let mut env = vec![
-            ("KUBECONFIG", kube.kubeconfig_path().display().to_string()),
-            ("BACKEND_PORT", port.to_string()),
-        ];
-        env.extend(extra_env.iter().cloned());
-        let gateway = procs::spawn_gateway(ip(net, 1), &env).await;
-        Cluster {
-            kube,
-            backends,
-            gateway,
-            port,
-            net,
-        }
-    }
-
-    fn url(&self) -> String {
-        self.gateway.url()
-    }
+/// `n` node servers on 127.10.net.2.. behind a gateway on 127.10.net.1.
+async fn cluster(net: u8, n: u8, extra_env: &[(&str, String)]) -> Cluster {
+    let ips: Vec<IpAddr> = (2..2 + n).map(|h| ip(net, h)).collect();
+    Cluster::start(&ips, ip(net, 1), extra_env).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_node_is_answered_by_its_own_pod_in_both_eras() {
-    let c = Cluster::start(1, 3, &[]).await;
+    let c = cluster(1, 3, &[]).await;
     for mode in [ClientMode::Legacy, ClientMode::Modern, ClientMode::Auto] {
         let gw = client(&c.url(), mode);
         for n in 1..=3 {
@@ -88,7 +55,7 @@ async fn each_node_is_answered_by_its_own_pod_in_both_eras() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn served_schemas_are_the_backends_with_node_prepended() {
-    let c = Cluster::start(2, 1, &[]).await;
+    let c = cluster(2, 1, &[]).await;
     for mode in [ClientMode::Legacy, ClientMode::Modern] {
         let direct = client(&c.backends[0].url(), mode)
             .list_tools()
@@ -135,16 +102,16 @@ async fn served_schemas_are_the_backends_with_node_prepended() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routing_failures_are_tool_errors_a_model_can_act_on() {
     // node-3 points at an address where nothing listens.
-    let c = Cluster::start(3, 2, &[]).await;
-    c.kube.set_node("node-3", ip(c.net, 40), true);
-    c.kube.set_node("node-2", ip(c.net, 3), false);
+    let c = cluster(3, 2, &[]).await;
+    c.kube.set_node("node-3", ip(3, 40), true);
+    c.kube.set_node("node-2", ip(3, 3), false);
     let gw = client(&c.url(), ClientMode::Legacy);
     procs::eventually("node-2 unready", DEADLINE, || async {
         let out = call(&gw, "node_info", json!({"node":"node-2"}), None).await;
         text(&out.result.unwrap()).contains("not ready")
     })
     .await;
-    let dead = ip(c.net, 40).to_string();
+    let dead = ip(3, 40).to_string();
     let cases = [
         (
             json!({"node": "nope"}),
@@ -195,7 +162,7 @@ async fn routing_failures_are_tool_errors_a_model_can_act_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_added_and_removed_while_running_are_routed_without_restart() {
-    let mut c = Cluster::start(4, 2, &[]).await;
+    let mut c = cluster(4, 2, &[]).await;
     let gw = client(&c.url(), ClientMode::Auto);
     c.kube.remove_node("node-2");
     procs::eventually("node-2 gone", DEADLINE, || async {
@@ -206,9 +173,9 @@ async fn nodes_added_and_removed_while_running_are_routed_without_restart() {
         text(&r).contains("Unknown node")
     })
     .await;
-    let extra = procs::spawn_backend("node-9", ip(c.net, 9), c.port).await;
+    let extra = procs::spawn_backend("node-9", ip(4, 9), c.port).await;
     c.backends.push(extra);
-    c.kube.set_node("node-9", ip(c.net, 9), true);
+    c.kube.set_node("node-9", ip(4, 9), true);
     procs::eventually("node-9 routed", DEADLINE, || async {
         let r = call(&gw, "node_info", json!({"node":"node-9"}), None)
             .await
@@ -234,7 +201,7 @@ async fn nodes_added_and_removed_while_running_are_routed_without_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_arrives_while_the_call_runs_and_cancellation_reaches_the_backend() {
-    let c = Cluster::start(5, 1, &[]).await;
+    let c = cluster(5, 1, &[]).await;
     for mode in [ClientMode::Legacy, ClientMode::Modern] {
         let gw = client(&c.url(), mode);
         let out = call(
@@ -304,7 +271,7 @@ async fn refuses_to_start_without_ready_backends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_only_lists_and_watches_endpointslices_of_its_namespace() {
-    let c = Cluster::start(7, 1, &[]).await;
+    let c = cluster(7, 1, &[]).await;
     let gw = client(&c.url(), ClientMode::Legacy);
     call(&gw, "node_info", json!({"node":"node-1"}), None)
         .await
@@ -428,7 +395,7 @@ async fn backends_that_hang_refuse_or_lie_give_clear_answers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn modern_header_rules_hold_at_the_gateway_and_closing_the_stream_cancels_upstream() {
-    let c = Cluster::start(9, 1, &[]).await;
+    let c = cluster(9, 1, &[]).await;
     let http = reqwest::Client::new();
     let body = |args: Value| {
         json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"node_info","arguments":args,

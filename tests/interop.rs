@@ -17,6 +17,7 @@ mod support;
 use interop::SdkCall;
 use serde_json::{Value, json};
 use std::net::{IpAddr, Ipv4Addr};
+use support::cluster::Cluster;
 use support::fake_kube::FakeKube;
 use support::procs::{self, Proc};
 
@@ -44,23 +45,11 @@ async fn local_backend(node: &str) -> Proc {
     procs::spawn_backend(node, lo, procs::common_free_port(&[lo])).await
 }
 
-/// Node servers on 127.20.net.2.. behind a gateway on 127.0.0.1, found through the fake API.
-async fn gateway_over_node_servers(net: u8, n: u8) -> (FakeKube, Vec<Proc>, Proc) {
-    let kube = FakeKube::start().await;
+/// Node servers on 127.20.net.2.. behind a gateway on 127.0.0.1 (a loopback host name,
+/// as the conformance suite's DNS-rebinding scenario wants), found through the fake API.
+async fn gateway_over_node_servers(net: u8, n: u8) -> Cluster {
     let ips: Vec<IpAddr> = (2..2 + n).map(|h| ip(net, h)).collect();
-    let port = procs::common_free_port(&ips);
-    let mut backends = Vec::new();
-    for (i, addr) in ips.iter().enumerate() {
-        let node = format!("node-{}", i + 1);
-        backends.push(procs::spawn_backend(&node, *addr, port).await);
-        kube.set_node(&node, *addr, true);
-    }
-    let env = [
-        ("KUBECONFIG", kube.kubeconfig_path().display().to_string()),
-        ("BACKEND_PORT", port.to_string()),
-    ];
-    let gateway = procs::spawn_gateway(IpAddr::V4(Ipv4Addr::LOCALHOST), &env).await;
-    (kube, backends, gateway)
+    Cluster::start(&ips, IpAddr::V4(Ipv4Addr::LOCALHOST), &[]).await
 }
 
 fn node_tool_calls(node: Option<&str>) -> Vec<SdkCall> {
@@ -176,9 +165,9 @@ async fn inspector_cli_calls_node_info_on_the_node_server_and_through_the_gatewa
         result["structuredContent"]["node_name"], "inspector-node",
         "{result}"
     );
-    let (_kube, _backends, gateway) = gateway_over_node_servers(1, 2).await;
+    let c = gateway_over_node_servers(1, 2).await;
     for era in ["legacy", "auto"] {
-        let url = gateway.url();
+        let url = c.url();
         let result = blocking(move || {
             interop::inspector_call(&url, era, "node_info", &json!({"node": "node-2"}))
         })
@@ -193,10 +182,10 @@ async fn inspector_cli_calls_node_info_on_the_node_server_and_through_the_gatewa
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdk_client_through_the_gateway_sees_node_first_and_reaches_each_node() {
-    let (_kube, _backends, gateway) = gateway_over_node_servers(2, 2).await;
+    let c = gateway_over_node_servers(2, 2).await;
     for mode in ["legacy", "auto"] {
         for node in ["node-1", "node-2"] {
-            let url = gateway.url();
+            let url = c.url();
             let calls = node_tool_calls(Some(node));
             let doc = blocking(move || interop::sdk_client(&url, mode, &calls)).await;
             assert_sdk_calls(&doc, mode);
@@ -221,9 +210,9 @@ async fn python_sdk_client_through_the_gateway_sees_node_first_and_reaches_each_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_server_scenarios_pass_against_the_gateway() {
-    let (_kube, _backends, gateway) = gateway_over_node_servers(3, 1).await;
+    let c = gateway_over_node_servers(3, 1).await;
     for scenario in SERVER_SCENARIOS {
-        let url = gateway.url();
+        let url = c.url();
         let out = blocking(move || interop::conformance_server(&url, scenario)).await;
         assert!(out.is_ok(), "{scenario}: {}", out.unwrap_err());
     }

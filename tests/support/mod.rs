@@ -1,6 +1,7 @@
 //! Shared test support: the fake Kubernetes API, real processes, MCP client helpers.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod fake_kube;
 pub mod mcp;
 pub mod procs;
