@@ -235,15 +235,6 @@ pub fn add_node_param(schema: &Value, with_header: bool) -> Result<Value, String
     Ok(Value::Object(out))
 }
 
-/// The arguments a backend receives: the caller's, without `node`.
-pub fn strip_node(arguments: &Map<String, Value>) -> Map<String, Value> {
-    arguments
-        .iter()
-        .filter(|(k, _)| k.as_str() != NODE_PARAM)
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,12 +347,5 @@ mod tests {
             catalog.get("a").unwrap().param_headers[0].header,
             "mcp-param-node"
         );
-    }
-
-    #[test]
-    fn strip_node_keeps_the_other_arguments_in_order() {
-        let args = json!({"z":1,"node":"n","a":2});
-        let out = strip_node(args.as_object().unwrap());
-        assert_eq!(serde_json::to_string(&out).unwrap(), r#"{"z":1,"a":2}"#);
     }
 }

@@ -11,7 +11,7 @@ use serde_json::Value;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::catalog::{self, Catalog, NODE_PARAM};
+use crate::catalog::{Catalog, NODE_PARAM};
 use crate::cluster::{Discovery, NodeMap};
 use crate::metrics::{CallOutcome, Metrics};
 use crate::upstream::{self, ForwardError, Upstreams};
@@ -152,18 +152,23 @@ impl Gateway {
             );
         }
         let ip = endpoint.ip;
-        let mut params = call.params.clone();
-        if let Some(Value::Object(args)) = params.get("arguments") {
-            let stripped = catalog::strip_node(args);
-            params.insert("arguments".into(), Value::Object(stripped));
+        tracing::debug!(tool = %call.name, %node, %ip, id = %call.id, "forwarding call");
+        let ToolCall {
+            name,
+            mut params,
+            progress,
+            cancel,
+            ..
+        } = call;
+        if let Some(Value::Object(args)) = params.get_mut("arguments") {
+            args.shift_remove(NODE_PARAM);
         }
         let client = self.upstreams.client(ip);
-        tracing::debug!(tool = %call.name, %node, %ip, id = %call.id, "forwarding call");
         let forwarded = upstream::forward(
             client,
             params,
-            call.progress.as_ref(),
-            &call.cancel,
+            progress.as_ref(),
+            &cancel,
             self.call_timeout,
         )
         .await;
@@ -186,7 +191,7 @@ impl Gateway {
             ),
             Err(ForwardError::Backend(e)) => {
                 use mcp_protocol::client::ClientError as E;
-                tracing::warn!(tool = %call.name, %node, %ip, error = %e, "backend call failed");
+                tracing::warn!(tool = %name, %node, %ip, error = %e, "backend call failed");
                 let (outcome, text) = match &e {
                     E::Timeout { timeout, .. } => (
                         CallOutcome::Timeout,
