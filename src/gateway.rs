@@ -10,6 +10,7 @@ use mcp_protocol::server::{BoxFuture, ToolCall, ToolHandler};
 use serde_json::Value;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use crate::catalog::{Catalog, NODE_PARAM};
 use crate::cluster::{Discovery, NodeMap};
@@ -84,12 +85,24 @@ impl ToolHandler for Handler {
 
     fn call_tool(&self, call: ToolCall) -> BoxFuture<Result<Bytes, ErrorObject>> {
         let gw = self.0.clone();
-        Box::pin(async move {
-            let started = Instant::now();
-            let (outcome, answer) = gw.route(call).await;
-            gw.metrics.record_call(outcome, started.elapsed());
-            answer
-        })
+        // Every log line of the call carries its id, tool, node and pod IP.
+        let span = tracing::info_span!(
+            "tools/call",
+            id = %call.id,
+            tool = %call.name,
+            node = tracing::field::Empty,
+            pod_ip = tracing::field::Empty,
+        );
+        Box::pin(
+            async move {
+                let started = Instant::now();
+                let (outcome, answer) = gw.route(call).await;
+                gw.metrics.record_call(outcome, started.elapsed());
+                tracing::debug!(outcome = outcome.label(), "call done");
+                answer
+            }
+            .instrument(span),
+        )
     }
 }
 
@@ -152,9 +165,11 @@ impl Gateway {
             );
         }
         let ip = endpoint.ip;
-        tracing::debug!(tool = %call.name, %node, %ip, id = %call.id, "forwarding call");
+        let span = tracing::Span::current();
+        span.record("node", node.as_str());
+        span.record("pod_ip", tracing::field::display(ip));
+        tracing::debug!("forwarding call");
         let ToolCall {
-            name,
             mut params,
             progress,
             cancel,
@@ -191,7 +206,7 @@ impl Gateway {
             ),
             Err(ForwardError::Backend(e)) => {
                 use mcp_protocol::client::ClientError as E;
-                tracing::warn!(tool = %name, %node, %ip, error = %e, "backend call failed");
+                tracing::warn!(error = %e, "backend call failed");
                 let (outcome, text) = match &e {
                     E::Timeout { timeout, .. } => (
                         CallOutcome::Timeout,

@@ -49,7 +49,9 @@ fn parse(argv: Vec<String>) -> Result<Args, String> {
             "--call" => args.call = Some(value("--call")?),
             "--arg" => {
                 let kv = value("--arg")?;
-                let (k, v) = kv.split_once('=').ok_or(format!("--arg {kv:?} is not k=v"))?;
+                let (k, v) = kv
+                    .split_once('=')
+                    .ok_or(format!("--arg {kv:?} is not k=v"))?;
                 let v = serde_json::from_str(v).unwrap_or_else(|_| Value::from(v));
                 args.arguments.insert(k.to_string(), v);
             }
@@ -92,14 +94,25 @@ async fn run(args: Args) -> Result<bool, String> {
     let mut options = ClientOptions::new("mcp-call", env!("CARGO_PKG_VERSION"));
     options.mode = args.mode;
     options.request_timeout = Duration::from_secs(120);
-    let client = McpClient::new(http_client(Duration::from_secs(10)), args.url.clone(), options);
+    let client = McpClient::new(
+        http_client(Duration::from_secs(10)),
+        args.url.clone(),
+        options,
+    );
     let conn = client.connect().await.map_err(|e| e.to_string())?;
-    eprintln!("connected: protocol {} server {}", conn.version, conn.server_info);
+    eprintln!(
+        "connected: protocol {} server {}",
+        conn.version, conn.server_info
+    );
     let mut out = Map::new();
     out.insert("protocolVersion".into(), conn.version.as_str().into());
     out.insert("serverInfo".into(), conn.server_info.clone());
     if args.list {
-        let tools = client.list_tools().await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+        let tools = client
+            .list_tools()
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
         out.insert("tools".into(), Value::Array(tools));
     }
     let mut ok = true;
@@ -111,8 +124,15 @@ async fn run(args: Args) -> Result<bool, String> {
             params.insert("_meta".into(), json!({ "progressToken": "mcp-call" }));
         }
         let mut on_note = |note: bytes::Bytes| eprintln!("{}", String::from_utf8_lossy(&note));
-        let opts = RequestOptions { on_notification: Some(&mut on_note), ..Default::default() };
-        match client.call_tool(params, opts).await.map_err(|e| e.to_string())? {
+        let opts = RequestOptions {
+            on_notification: Some(&mut on_note),
+            ..Default::default()
+        };
+        match client
+            .call_tool(params, opts)
+            .await
+            .map_err(|e| e.to_string())?
+        {
             Ok(raw) => {
                 let result: Value = serde_json::from_str(raw.get()).map_err(|e| e.to_string())?;
                 ok = result["isError"] != json!(true);
@@ -125,6 +145,9 @@ async fn run(args: Args) -> Result<bool, String> {
         }
     }
     client.close().await;
-    println!("{}", serde_json::to_string_pretty(&Value::Object(out)).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&Value::Object(out)).unwrap_or_default()
+    );
     Ok(ok)
 }
