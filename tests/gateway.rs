@@ -447,3 +447,54 @@ async fn modern_header_rules_hold_at_the_gateway_and_closing_the_stream_cancels_
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_pod_with_other_tools_changes_the_catalog_and_clients_are_told() {
+    let c = cluster(10, 1, &[]).await;
+    let http = reqwest::Client::new();
+    // A legacy session with its GET stream open.
+    let init = http
+        .post(c.url())
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#)
+        .send()
+        .await
+        .unwrap();
+    let session = init.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let mut stream = http
+        .get(c.url())
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    // A pod that sorts first and serves other tools joins: the gateway re-learns them.
+    let liar_ip = ip(10, 20);
+    liar::start(std::net::SocketAddr::new(liar_ip, c.port)).await;
+    c.kube.set_node("a-new-node", liar_ip, true);
+    let mut seen = String::new();
+    let got = tokio::time::timeout(DEADLINE, async {
+        while let Ok(Some(chunk)) = stream.chunk().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.contains("notifications/tools/list_changed") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(got, Ok(true), "no list_changed on the GET stream: {seen:?}");
+    let tools = client(&c.url(), ClientMode::Modern)
+        .list_tools()
+        .await
+        .unwrap()
+        .unwrap();
+    let names: Vec<_> = tools.iter().filter_map(|t| t["name"].as_str()).collect();
+    assert!(names.contains(&"hang"), "{names:?}");
+}
