@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use std::net::{IpAddr, Ipv4Addr};
 use support::cluster::Cluster;
 use support::fake_kube::FakeKube;
+use support::mcp::assert_backend_tool_plus_node;
 use support::procs::{self, Proc};
 
 const SERVER_SCENARIOS: [&str; 5] = [
@@ -260,25 +261,7 @@ async fn a_fastmcp_backend_behind_the_gateway_keeps_its_rich_schema_but_for_node
         let served_tools = via["tools_wire"].as_array().unwrap();
         assert_eq!(direct_tools.len(), served_tools.len(), "{mode}");
         for (d, s) in direct_tools.iter().zip(served_tools) {
-            let mut s = s.clone();
-            let schema = s["inputSchema"].as_object_mut().unwrap();
-            let props = schema["properties"].as_object_mut().unwrap();
-            assert_eq!(
-                props.keys().next().map(String::as_str),
-                Some("node"),
-                "{mode}: {d}"
-            );
-            props.shift_remove("node");
-            let required = schema["required"].as_array_mut().unwrap();
-            assert_eq!(required.remove(0), "node");
-            if required.is_empty() && d["inputSchema"].get("required").is_none() {
-                schema.shift_remove("required");
-            }
-            assert_eq!(
-                serde_json::to_string(&s).unwrap(),
-                serde_json::to_string(d).unwrap(),
-                "{mode}"
-            );
+            assert_backend_tool_plus_node(d, s);
         }
         let plan = served_tools
             .iter()

@@ -71,3 +71,38 @@ pub fn text(result: &Value) -> &str {
 pub fn is_error(result: &Value) -> bool {
     result["isError"] == json!(true)
 }
+
+/// Asserts that `served` is the backend's tool `direct` with only `node` added (first
+/// property, first `required` entry), byte for byte and in order otherwise; returns the
+/// `node` property for further checks.
+pub fn assert_backend_tool_plus_node(direct: &Value, served: &Value) -> Value {
+    let mut s = served.clone();
+    let schema = s["inputSchema"]
+        .as_object_mut()
+        .expect("inputSchema object");
+    let props = schema["properties"]
+        .as_object_mut()
+        .expect("properties object");
+    assert_eq!(
+        props.keys().next().map(String::as_str),
+        Some("node"),
+        "node first: {served}"
+    );
+    let node = props.shift_remove("node").expect("node property");
+    let required = schema["required"].as_array_mut().expect("required array");
+    assert_eq!(
+        required.first(),
+        Some(&json!("node")),
+        "node first in required: {served}"
+    );
+    required.remove(0);
+    if required.is_empty() && direct["inputSchema"].get("required").is_none() {
+        schema.shift_remove("required");
+    }
+    assert_eq!(
+        serde_json::to_string(&s).unwrap(),
+        serde_json::to_string(direct).unwrap(),
+        "served tool differs from the backend's beyond node"
+    );
+    node
+}
