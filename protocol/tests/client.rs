@@ -17,7 +17,9 @@
 //!
 //! Every wait is bounded; no test asserts a duration.
 
+mod common;
 use bytes::Bytes;
+use common::{Running, spawn_http};
 use http::{Method, Request as HttpRequest, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -37,7 +39,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 // ------------------------------------------------------------------------------------
@@ -50,37 +51,6 @@ async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
     tokio::time::timeout(DEADLINE, fut)
         .await
         .unwrap_or_else(|_| panic!("{what}: not done within {DEADLINE:?}"))
-}
-
-/// A server task on 127.0.0.1:0; aborted on drop.
-struct Running {
-    url: String,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn spawn_http<F, Fut>(handler: F) -> Running
-where
-    F: Fn(HttpRequest<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<Body>> + Send + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(mcp_protocol::serve::serve(
-        listener,
-        handler,
-        std::future::pending(),
-        Duration::from_millis(100),
-    ));
-    Running {
-        url: format!("http://{addr}/mcp"),
-        task,
-    }
 }
 
 fn client(url: &str, mode: ClientMode, timeout: Duration) -> McpClient {

@@ -22,7 +22,9 @@
 //! and 2026-07-28 make it optional instead), so those answers are validated with the null
 //! id removed, after asserting it is null.
 
+mod common;
 use bytes::Bytes;
+use common::{Running, spawn_http};
 use http::{Request as HttpRequest, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -39,7 +41,6 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
-use tokio::net::TcpListener;
 
 // ------------------------------------------------------------------------------------
 // Schema harness
@@ -321,38 +322,6 @@ impl ToolHandler for TestTools {
             };
             Ok(Bytes::from(result.to_string()))
         })
-    }
-}
-
-/// A server task on 127.0.0.1:0; aborted on drop.
-struct Running {
-    url: String,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Serves `handler` on 127.0.0.1:0 with the crate's accept loop.
-async fn spawn_http<F, Fut>(handler: F) -> Running
-where
-    F: Fn(HttpRequest<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<Body>> + Send + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(mcp_protocol::serve::serve(
-        listener,
-        handler,
-        std::future::pending(),
-        Duration::from_millis(100),
-    ));
-    Running {
-        url: format!("http://{addr}/mcp"),
-        task,
     }
 }
 
