@@ -85,8 +85,9 @@ impl ToolHandler for Handler {
 
     fn call_tool(&self, call: ToolCall) -> BoxFuture<Result<Bytes, ErrorObject>> {
         let gw = self.0.clone();
-        // Every log line of the call carries its id, tool, node and pod IP.
-        let span = tracing::info_span!(
+        // Every debug line of the call carries its id, tool, node and pod IP (a debug
+        // span: free at the default log level, so nothing is formatted per call).
+        let span = tracing::debug_span!(
             "tools/call",
             id = %call.id,
             tool = %call.name,
@@ -170,6 +171,7 @@ impl Gateway {
         span.record("pod_ip", tracing::field::display(ip));
         tracing::debug!("forwarding call");
         let ToolCall {
+            name,
             mut params,
             progress,
             cancel,
@@ -206,7 +208,7 @@ impl Gateway {
             ),
             Err(ForwardError::Backend(e)) => {
                 use mcp_protocol::client::ClientError as E;
-                tracing::warn!(error = %e, "backend call failed");
+                tracing::warn!(tool = %name, %node, pod_ip = %ip, error = %e, "backend call failed");
                 let (outcome, text) = match &e {
                     E::Timeout { timeout, .. } => (
                         CallOutcome::Timeout,
