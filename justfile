@@ -111,11 +111,11 @@ _kustomization:
 manifests: _kustomization
     {{KUBECTL}} kustomize {{render_dir}}
 
-# Deploy to the current kubectl context (OVERLAY, NAMESPACE, IMAGE_REPO, TAG) and wait for the rollout.
-deploy: _kustomization
-    {{KUBECTL}} apply -k {{render_dir}}
-    {{ if OVERLAY == "gateway-only" { "true" } else { KUBECTL + " -n " + NAMESPACE + " rollout status daemonset/node-mcp-server --timeout=300s" } }}
-    {{KUBECTL}} -n {{NAMESPACE}} rollout status deployment/k8s-aggregator-mcp --timeout=300s
+# Deploy to the current kubectl context and wait for the rollout; settings (OVERLAY, NAMESPACE, IMAGE_REPO, TAG) before or after the recipe name: `just deploy IMAGE_REPO=quay.io/you TAG=v1`.
+deploy *SETTINGS: _kustomization
+    {{ if SETTINGS != "" { just_executable() + " --justfile " + quote(justfile()) + " " + SETTINGS + " deploy" } else { KUBECTL + " apply -k " + render_dir } }}
+    {{ if SETTINGS != "" { "true" } else if OVERLAY == "gateway-only" { "true" } else { KUBECTL + " -n " + NAMESPACE + " rollout status daemonset/node-mcp-server --timeout=300s" } }}
+    {{ if SETTINGS != "" { "true" } else { KUBECTL + " -n " + NAMESPACE + " rollout status deployment/k8s-aggregator-mcp --timeout=300s" } }}
 
 # Remove everything `deploy` created (with the base overlays, the namespace too).
 undeploy: _kustomization

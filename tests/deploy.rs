@@ -1112,6 +1112,18 @@ fn just_dry_run_deploy_prints_the_expected_commands() {
     ] {
         assert!(out.contains(want), "`{want}` missing in:\n{out}");
     }
+    // Settings after the recipe name (`just deploy IMAGE_REPO=... TAG=...`) re-run the
+    // recipe with them in front, where just takes overrides.
+    let out =
+        run_all_output(just().args(["--dry-run", "deploy", "IMAGE_REPO=quay.io/acme", "TAG=v9"]));
+    assert!(
+        out.contains("IMAGE_REPO=quay.io/acme TAG=v9 deploy"),
+        "settings after the recipe are not passed on:\n{out}"
+    );
+    assert!(
+        !out.contains("kubectl apply"),
+        "the outer run must not apply with defaults:\n{out}"
+    );
     let out = run_all_output(just().args(["--dry-run", "OVERLAY=gateway-only", "deploy"]));
     assert!(
         !out.contains("daemonset"),
