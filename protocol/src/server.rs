@@ -35,6 +35,19 @@ pub trait ToolHandler: Send + Sync + 'static {
     /// on every tools/list). Err for an invalid cursor (-32602).
     fn list_tools(&self, era: Era, cursor: Option<&str>) -> Result<Bytes, ErrorObject>;
 
+    /// [`ToolHandler::list_tools`] for one request, whose extensions carry what the
+    /// HTTP layer in front learned (e.g. the caller's identity), so a handler can show
+    /// each caller its own list. Defaults to the same list for everyone.
+    fn list_tools_for(
+        &self,
+        era: Era,
+        cursor: Option<&str>,
+        request: &http::Extensions,
+    ) -> Result<Bytes, ErrorObject> {
+        let _ = request;
+        self.list_tools(era, cursor)
+    }
+
     /// The `x-mcp-header` parameters of a tool, checked against `Mcp-Param-*` headers
     /// on 2026-07-28 calls. None when the tool is unknown.
     fn param_headers(&self, tool: &str) -> Option<Arc<[ParamHeader]>>;
@@ -59,6 +72,9 @@ pub struct ToolCall {
     pub progress: Option<ProgressSink>,
     /// Cancelled when the client cancels (legacy notification, or the stream closing).
     pub cancel: CancellationToken,
+    /// The HTTP request's extensions: what the layer in front of the MCP endpoint
+    /// learned about the request (e.g. the authenticated caller).
+    pub extensions: http::Extensions,
 }
 
 impl ToolCall {
@@ -163,6 +179,8 @@ struct Ctx {
     version: ProtocolVersion,
     accepts: Accepts,
     session: Option<Arc<Session>>,
+    /// The HTTP request's extensions, handed on to the handler.
+    extensions: http::Extensions,
 }
 
 impl<H: ToolHandler> McpServer<H> {
@@ -212,7 +230,7 @@ impl<H: ToolHandler> McpServer<H> {
             return error_response(StatusCode::FORBIDDEN, None, &forbidden_origin());
         }
         match parts.method {
-            Method::POST => self.post(parts.headers, body).await,
+            Method::POST => self.post(parts.headers, parts.extensions, body).await,
             Method::GET => self.get_stream(&parts.headers),
             Method::DELETE => self.delete_session(&parts.headers),
             _ => {
@@ -226,7 +244,12 @@ impl<H: ToolHandler> McpServer<H> {
         }
     }
 
-    async fn post<B>(&self, headers: HeaderMap, body: B) -> Response<Body>
+    async fn post<B>(
+        &self,
+        headers: HeaderMap,
+        extensions: http::Extensions,
+        body: B,
+    ) -> Response<Body>
     where
         B: hyper::body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -273,7 +296,7 @@ impl<H: ToolHandler> McpServer<H> {
             }
         };
         if let Value::Array(items) = value {
-            return self.batch(&headers, accepts, items).await;
+            return self.batch(&headers, &extensions, accepts, items).await;
         }
         let message = match Message::from_value(value) {
             Ok(m) => m,
@@ -285,9 +308,9 @@ impl<H: ToolHandler> McpServer<H> {
             return self.initialize(req);
         }
         if is_modern(&headers, &message) {
-            self.modern(&headers, accepts, message).await
+            self.modern(&headers, extensions, accepts, message).await
         } else {
-            let ctx = match self.legacy_ctx(&headers, accepts) {
+            let ctx = match self.legacy_ctx(&headers, &extensions, accepts) {
                 Ok(ctx) => ctx,
                 Err(resp) => return *resp,
             };
@@ -334,6 +357,7 @@ impl<H: ToolHandler> McpServer<H> {
     fn legacy_ctx(
         &self,
         headers: &HeaderMap,
+        extensions: &http::Extensions,
         accepts: Accepts,
     ) -> Result<Ctx, Box<Response<Body>>> {
         let header_version = match headers.get(headers::MCP_PROTOCOL_VERSION) {
@@ -384,6 +408,7 @@ impl<H: ToolHandler> McpServer<H> {
             version,
             accepts,
             session,
+            extensions: extensions.clone(),
         })
     }
 
@@ -425,10 +450,11 @@ impl<H: ToolHandler> McpServer<H> {
     async fn batch(
         &self,
         headers: &HeaderMap,
+        extensions: &http::Extensions,
         accepts: Accepts,
         items: Vec<Value>,
     ) -> Response<Body> {
-        let ctx = match self.legacy_ctx(headers, accepts) {
+        let ctx = match self.legacy_ctx(headers, extensions, accepts) {
             Ok(ctx) => ctx,
             Err(resp) => return *resp,
         };
@@ -488,6 +514,7 @@ impl<H: ToolHandler> McpServer<H> {
     async fn modern(
         &self,
         headers: &HeaderMap,
+        extensions: http::Extensions,
         accepts: Accepts,
         message: Message,
     ) -> Response<Body> {
@@ -566,6 +593,7 @@ impl<H: ToolHandler> McpServer<H> {
             version,
             accepts,
             session: None,
+            extensions,
         };
         match req.method.as_str() {
             method::DISCOVER => {
@@ -591,7 +619,11 @@ impl<H: ToolHandler> McpServer<H> {
 
     fn list(&self, ctx: &Ctx, req: &Request) -> Response<Body> {
         let cursor = req.str_param("cursor");
-        match self.inner.handler.list_tools(ctx.version.era(), cursor) {
+        match self
+            .inner
+            .handler
+            .list_tools_for(ctx.version.era(), cursor, &ctx.extensions)
+        {
             Ok(result) => {
                 body::json_response(StatusCode::OK, jsonrpc::result_bytes(&req.id, &result))
             }
@@ -663,6 +695,7 @@ impl<H: ToolHandler> McpServer<H> {
             params,
             progress,
             cancel: cancel.clone(),
+            extensions: ctx.extensions.clone(),
         };
         let future = self.inner.handler.call_tool(call);
         if !use_sse {
@@ -770,7 +803,7 @@ impl<H: ToolHandler> McpServer<H> {
                 &ErrorObject::invalid_request("GET needs Accept: text/event-stream"),
             );
         }
-        let ctx = match self.legacy_ctx(headers, accepts) {
+        let ctx = match self.legacy_ctx(headers, &http::Extensions::new(), accepts) {
             Ok(ctx) => ctx,
             Err(resp) => return *resp,
         };
