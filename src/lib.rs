@@ -4,6 +4,7 @@
 //! extra required parameter, `node`, and routes each call to the pod on that node.
 //!
 //! Modules, one job each:
+//! - [`auth`]: who is calling: bearer-token authentication at the edge.
 //! - [`config`]: every setting, its env var, default and validation.
 //! - [`cluster`]: EndpointSlice watch -> live map node name -> pod IP.
 //! - [`catalog`]: the backend tools with `node` prepended; cached tools/list answers.
@@ -15,6 +16,7 @@
 //!
 //! The MCP protocol itself lives in the `mcp-protocol` crate.
 
+pub mod auth;
 pub mod catalog;
 pub mod cluster;
 pub mod config;

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
+use crate::auth::Authenticator;
 use crate::catalog::Catalog;
 use crate::cluster::{Discovery, NodeMap};
 use crate::config::Config;
@@ -56,6 +57,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// The backend clients.
     pub upstreams: Arc<Upstreams>,
+    /// Who may call `/mcp` (open unless an AUTH_MODE is set).
+    pub auth: Authenticator,
 }
 
 /// Waits for discovery and learns the tools: what the seed did at start-up, but
@@ -132,6 +135,7 @@ pub async fn start(config: &Config, discovery: Discovery) -> Result<App, StartEr
         gateway,
         metrics,
         upstreams,
+        auth: Authenticator::open(),
     })
 }
 
@@ -210,7 +214,7 @@ pub async fn follow_cluster(app: App) {
 /// Routes one HTTP request.
 pub async fn route(app: App, req: Request<hyper::body::Incoming>) -> Response<Body> {
     match (req.method(), req.uri().path()) {
-        (_, "/mcp" | "/mcp/") => app.mcp.handle(req).await,
+        (_, "/mcp" | "/mcp/") => mcp(&app, req).await,
         (&Method::GET, "/healthz") => body::text_response(StatusCode::OK, "ok\n"),
         (&Method::GET, "/readyz") => readyz(&app),
         (&Method::GET, "/metrics") => {
@@ -225,6 +229,21 @@ pub async fn route(app: App, req: Request<hyper::body::Incoming>) -> Response<Bo
             StatusCode::NOT_FOUND,
             "not found: the MCP endpoint is /mcp\n",
         ),
+    }
+}
+
+/// The MCP endpoint behind authentication: the caller goes into the request's
+/// extensions for the handler; a refused request never reaches the MCP layer.
+async fn mcp(app: &App, mut req: Request<hyper::body::Incoming>) -> Response<Body> {
+    match app.auth.authenticate(req.headers()).await {
+        Ok(caller) => {
+            req.extensions_mut().insert(Arc::new(caller));
+            app.mcp.handle(req).await
+        }
+        Err(e) => {
+            tracing::debug!(reason = e.label(), "request refused: {e}");
+            app.auth.refusal(&e)
+        }
     }
 }
 
