@@ -78,6 +78,10 @@ pub struct Settings {
     /// Most legacy sessions kept at once.
     #[arg(long, env = "MAX_SESSIONS", default_value_t = 10_000)]
     pub max_sessions: usize,
+    /// How callers of /mcp authenticate: `none`, `oauth` (JWT access tokens),
+    /// `kubernetes` (tokens checked with TokenReview), or `oauth,kubernetes` (either).
+    #[arg(long, env = "AUTH_MODE", default_value = "none")]
+    pub auth_mode: String,
 }
 
 /// Validated configuration.
@@ -109,6 +113,52 @@ pub struct Config {
     pub session_idle: Duration,
     /// Session cap.
     pub max_sessions: usize,
+    /// Enabled authentication modes (none: open).
+    pub auth_modes: AuthModes,
+}
+
+/// The authentication modes `AUTH_MODE` turns on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuthModes {
+    /// OAuth 2.1 resource server: JWT access tokens.
+    pub oauth: bool,
+    /// Kubernetes tokens checked with the TokenReview API.
+    pub kubernetes: bool,
+}
+
+impl AuthModes {
+    /// Whether authentication is off.
+    pub fn is_open(&self) -> bool {
+        !self.oauth && !self.kubernetes
+    }
+
+    /// Parses `none`, `oauth`, `kubernetes` or a comma-separated mix.
+    pub fn parse(spec: &str) -> Result<Self, ConfigError> {
+        let mut modes = AuthModes::default();
+        let mut none = false;
+        for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match item.to_ascii_lowercase().as_str() {
+                "none" => none = true,
+                "oauth" => modes.oauth = true,
+                "kubernetes" => modes.kubernetes = true,
+                other => {
+                    return Err(bad(
+                        "AUTH_MODE",
+                        format!(
+                            "unknown mode {other:?}: use none, oauth, kubernetes or oauth,kubernetes"
+                        ),
+                    ));
+                }
+            }
+        }
+        if none && !modes.is_open() {
+            return Err(bad(
+                "AUTH_MODE",
+                "`none` cannot be combined with other modes",
+            ));
+        }
+        Ok(modes)
+    }
 }
 
 /// A setting with a bad value.
@@ -167,6 +217,7 @@ impl Settings {
         if self.max_sessions == 0 {
             return Err(bad("MAX_SESSIONS", "must be at least 1"));
         }
+        let auth_modes = AuthModes::parse(&self.auth_mode)?;
         let static_nodes = self
             .static_nodes
             .as_deref()
@@ -186,6 +237,7 @@ impl Settings {
             max_body_bytes: self.max_body_bytes,
             session_idle: Duration::from_secs(self.session_idle_seconds),
             max_sessions: self.max_sessions,
+            auth_modes,
         })
     }
 }
@@ -263,6 +315,16 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("STATIC_NODES"), "{e}");
         assert!(Cli::try_parse_from(["x", "--backend-port", "70000"]).is_err());
+    }
+
+    #[test]
+    fn auth_modes_parse() {
+        assert!(AuthModes::parse("none").unwrap().is_open());
+        assert!(AuthModes::parse("").unwrap().is_open());
+        let both = AuthModes::parse("oauth, Kubernetes").unwrap();
+        assert!(both.oauth && both.kubernetes);
+        assert_eq!(AuthModes::parse("ldap").unwrap_err().setting, "AUTH_MODE");
+        assert!(AuthModes::parse("none,oauth").is_err());
     }
 
     #[test]

@@ -12,6 +12,13 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = cli.settings.validate()?;
     init_tracing(config.json_logs);
+    if config.auth_modes.is_open() && !config.listen.ip().is_loopback() {
+        tracing::warn!(
+            addr = %config.listen,
+            "AUTH_MODE=none: anyone who can reach this address can run every tool on every node; \
+             set AUTH_MODE=oauth and/or kubernetes (see the README's Security section)"
+        );
+    }
     if let Some(Command::Demo) = cli.command {
         return demo::run(config).await;
     }
