@@ -2,7 +2,9 @@
 //! validation. A bad value stops the start with a message that names the setting.
 
 use clap::{Args, Parser, Subcommand};
-use mcp_protocol::headers::OriginPolicy;
+use mcp_protocol::headers::{HostPolicy, OriginPolicy};
+use mcp_protocol::serve::ConnectionLimits;
+use mcp_protocol::server::Caps;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -78,6 +80,41 @@ pub struct Settings {
     /// Most legacy sessions kept at once.
     #[arg(long, env = "MAX_SESSIONS", default_value_t = 10_000)]
     pub max_sessions: usize,
+    /// Most client connections open at once; beyond it a connection gets 503 with
+    /// Retry-After. Keep it well below the file-descriptor limit (each call also
+    /// opens a backend connection).
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// A connection with no request in flight for this many seconds is closed.
+    #[arg(long, env = "IDLE_TIMEOUT_SECONDS", default_value_t = 120)]
+    pub idle_timeout_seconds: u64,
+    /// Request bytes all requests being read or handled may hold together; beyond
+    /// it new requests get 503. Bounds what slow or parked bodies can pin.
+    #[arg(long, env = "BODY_BUDGET_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub body_budget_bytes: usize,
+    /// A request body must arrive at this many bytes per second (after a 10 s start).
+    #[arg(long, env = "BODY_MIN_BYTES_PER_SECOND", default_value_t = 64 * 1024)]
+    pub body_min_bytes_per_second: u64,
+    /// Long-lived streams (legacy GET, subscriptions/listen) open at once.
+    #[arg(long, env = "MAX_STREAMS", default_value_t = 512)]
+    pub max_streams: usize,
+    /// Tool calls being handled at once (beyond: 503 with Retry-After).
+    #[arg(long, env = "MAX_INFLIGHT", default_value_t = 1024)]
+    pub max_inflight: usize,
+    /// Legacy sessions one client (address, or authenticated caller) may hold; its
+    /// least recently used one ends when it starts another.
+    #[arg(long, env = "MAX_SESSIONS_PER_CLIENT", default_value_t = 100)]
+    pub max_sessions_per_client: usize,
+    /// A legacy session ends this many seconds after it started, however busy.
+    #[arg(long, env = "SESSION_MAX_LIFETIME_SECONDS", default_value_t = 86_400)]
+    pub session_max_lifetime_seconds: u64,
+    /// Host names the gateway answers to (DNS-rebinding protection), comma-separated,
+    /// `*.example.com` globs, `*` for any. IP addresses, localhost and cluster Service
+    /// names (`*.svc`, `*.svc.cluster.local`) are always accepted; bound to loopback,
+    /// only loopback names are. With authentication on and nothing set, any host is
+    /// accepted (a rebinding page cannot present a token).
+    #[arg(long, env = "ALLOWED_HOSTS", default_value = "")]
+    pub allowed_hosts: String,
     /// How callers of /mcp authenticate: `none`, `oauth` (JWT access tokens),
     /// `kubernetes` (tokens checked with TokenReview), or `oauth,kubernetes` (either).
     #[arg(long, env = "AUTH_MODE", default_value = "none")]
@@ -115,6 +152,20 @@ pub struct Config {
     pub max_sessions: usize,
     /// Enabled authentication modes (none: open).
     pub auth_modes: AuthModes,
+    /// Connection caps and deadlines.
+    pub connections: ConnectionLimits,
+    /// Caps on streams, requests in flight and batches.
+    pub caps: Caps,
+    /// Shared budget of request bytes.
+    pub body_budget_bytes: usize,
+    /// Minimum request-body rate.
+    pub body_min_rate: u64,
+    /// Sessions per client.
+    pub max_sessions_per_client: usize,
+    /// Absolute session lifetime.
+    pub session_max_lifetime: Duration,
+    /// Host names answered.
+    pub hosts: HostPolicy,
 }
 
 /// The authentication modes `AUTH_MODE` turns on.
@@ -218,6 +269,46 @@ impl Settings {
             return Err(bad("MAX_SESSIONS", "must be at least 1"));
         }
         let auth_modes = AuthModes::parse(&self.auth_mode)?;
+        for (setting, value) in [
+            ("MAX_CONNECTIONS", self.max_connections),
+            ("MAX_STREAMS", self.max_streams),
+            ("MAX_INFLIGHT", self.max_inflight),
+            ("MAX_SESSIONS_PER_CLIENT", self.max_sessions_per_client),
+        ] {
+            if value == 0 {
+                return Err(bad(setting, "must be at least 1"));
+            }
+        }
+        if self.idle_timeout_seconds == 0 {
+            return Err(bad("IDLE_TIMEOUT_SECONDS", "must be at least 1"));
+        }
+        if self.body_budget_bytes < self.max_body_bytes {
+            return Err(bad(
+                "BODY_BUDGET_BYTES",
+                format!(
+                    "must be at least MAX_BODY_BYTES ({}), or no request of the largest size could be read",
+                    self.max_body_bytes
+                ),
+            ));
+        }
+        let listen = SocketAddr::new(self.bind_address, self.frontend_port);
+        let loopback_only = listen.ip().is_loopback();
+        let hosts =
+            if self.allowed_hosts.trim().is_empty() && !auth_modes.is_open() && !loopback_only {
+                HostPolicy::from_list("*", false)
+            } else {
+                HostPolicy::from_list(&self.allowed_hosts, loopback_only)
+            };
+        let connections = ConnectionLimits {
+            max_connections: self.max_connections,
+            idle_timeout: Duration::from_secs(self.idle_timeout_seconds),
+            ..ConnectionLimits::default()
+        };
+        let caps = Caps {
+            max_streams: self.max_streams,
+            max_inflight: self.max_inflight,
+            ..Caps::default()
+        };
         let static_nodes = self
             .static_nodes
             .as_deref()
@@ -228,7 +319,7 @@ impl Settings {
             service_namespace: self.service_namespace.clone(),
             backend_port: self.backend_port,
             backend_path: self.backend_path.clone(),
-            listen: SocketAddr::new(self.bind_address, self.frontend_port),
+            listen,
             call_timeout: Duration::from_secs(self.call_timeout_seconds),
             origins: OriginPolicy::from_list(&self.allowed_origins),
             json_logs: self.log_format == "json",
@@ -238,6 +329,13 @@ impl Settings {
             session_idle: Duration::from_secs(self.session_idle_seconds),
             max_sessions: self.max_sessions,
             auth_modes,
+            connections,
+            caps,
+            body_budget_bytes: self.body_budget_bytes,
+            body_min_rate: self.body_min_bytes_per_second.max(1),
+            max_sessions_per_client: self.max_sessions_per_client,
+            session_max_lifetime: Duration::from_secs(self.session_max_lifetime_seconds),
+            hosts,
         })
     }
 }

@@ -73,7 +73,8 @@ impl ToolHandler for Handler {
     fn list_tools(&self, era: Era, cursor: Option<&str>) -> Result<Bytes, ErrorObject> {
         if let Some(c) = cursor {
             return Err(ErrorObject::invalid_params(format!(
-                "unknown cursor {c:?}: the gateway lists all tools on one page"
+                "unknown cursor {:?}: the gateway lists all tools on one page",
+                shorten(c)
             )));
         }
         Ok(self.0.catalog().list_result(era))
@@ -116,11 +117,20 @@ impl Gateway {
                 CallOutcome::UnknownTool,
                 Err(ErrorObject::invalid_params(format!(
                     "Unknown tool: {}",
-                    call.name
+                    shorten(&call.name)
                 ))),
             );
         }
         let node = match call.arguments().and_then(|a| a.get(NODE_PARAM)) {
+            Some(Value::String(n)) if n.len() > MAX_NODE_NAME_BYTES => {
+                return tool_error(
+                    CallOutcome::BadArguments,
+                    format!(
+                        "Argument \"node\" is {} bytes long; a Kubernetes node name has at most {MAX_NODE_NAME_BYTES} characters.",
+                        n.len()
+                    ),
+                );
+            }
             Some(Value::String(n)) if !n.is_empty() => n.clone(),
             None => {
                 return tool_error(
@@ -236,6 +246,20 @@ impl Gateway {
     }
 }
 
+/// Longest node name Kubernetes allows (a DNS subdomain): a longer `node` is refused
+/// before any lookup or hint is computed.
+pub const MAX_NODE_NAME_BYTES: usize = 253;
+
+/// A caller-chosen string as quoted in an error: at most 128 characters, so an error
+/// never echoes megabytes back.
+fn shorten(text: &str) -> String {
+    const MAX: usize = 128;
+    match text.char_indices().nth(MAX) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
+}
+
 /// A tool result with `isError: true` and a message for the model.
 fn tool_error(era: Era, text: &str) -> Bytes {
     Bytes::from(serde_json::to_vec(&mcp::tool_result(era, text, None, true)).unwrap_or_default())
@@ -272,32 +296,26 @@ fn known_nodes_hint(nodes: &NodeMap, wanted: &str) -> String {
         };
         return format!("Nodes with a ready MCP server: {}{tail}.", shown.join(", "));
     }
+    // Both sides are at most MAX_NODE_NAME_BYTES long (callers check `wanted`, the
+    // API server checks node names), so one comparison costs at most 253 x 253 steps
+    // and the whole hint a bounded multiple of the node count.
+    let wanted: String = wanted.chars().take(MAX_NODE_NAME_BYTES).collect();
     let mut scored: Vec<(usize, &str)> = ready
         .iter()
-        .map(|n| (edit_distance(wanted, n), *n))
+        .map(|n| (strsim::levenshtein(&wanted, n), *n))
         .collect();
+    let shown = scored.len().min(5);
+    if shown > 0 && scored.len() > shown {
+        scored.select_nth_unstable(shown - 1);
+        scored.truncate(shown);
+    }
     scored.sort();
-    let closest: Vec<&str> = scored.iter().take(5).map(|(_, n)| *n).collect();
+    let closest: Vec<&str> = scored.iter().map(|(_, n)| *n).collect();
     format!(
         "Closest nodes with a ready MCP server ({} in all): {}.",
         ready.len(),
         closest.join(", ")
     )
-}
-
-/// Levenshtein distance, for suggesting node names.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]
@@ -323,7 +341,9 @@ mod tests {
         assert!(big.starts_with("Closest"), "{big}");
         assert!(big.contains("worker-42"), "{big}");
         assert!(big.contains("99 in all"), "{big}");
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        let long = "w".repeat(1 << 20);
+        let huge = known_nodes_hint(&map(300), &long);
+        assert!(huge.contains("299 in all"), "{huge}");
     }
 
     #[test]

@@ -5,7 +5,8 @@
 use http::{Method, Request, Response, StatusCode};
 use mcp_protocol::body::{self, Body};
 use mcp_protocol::mcp::Implementation;
-use mcp_protocol::server::{McpServer, ServerConfig};
+use mcp_protocol::serve::ConnectionLimits;
+use mcp_protocol::server::{McpServer, ServerConfig, SessionOwner};
 use mcp_protocol::session::SessionConfig;
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, CallerSource};
 use crate::catalog::Catalog;
 use crate::cluster::{Discovery, NodeMap};
 use crate::config::Config;
@@ -59,6 +60,8 @@ pub struct App {
     pub upstreams: Arc<Upstreams>,
     /// Who may call `/mcp` (open unless an AUTH_MODE is set).
     pub auth: Authenticator,
+    /// Connection caps and deadlines of the listener.
+    pub connections: ConnectionLimits,
 }
 
 /// Waits for discovery and learns the tools: what the seed did at start-up, but
@@ -123,11 +126,17 @@ pub async fn start(config: &Config, discovery: Discovery) -> Result<App, StartEr
     );
     server_config.origins = config.origins.clone();
     server_config.max_body_bytes = config.max_body_bytes;
+    server_config.body_budget_bytes = config.body_budget_bytes;
+    server_config.body_min_rate = config.body_min_rate;
+    server_config.hosts = config.hosts.clone();
+    server_config.caps = config.caps.clone();
     server_config.list_ttl_ms = LIST_TTL_MS;
     server_config.sessions = SessionConfig {
         enabled: true,
         idle_timeout: config.session_idle,
         max_sessions: config.max_sessions,
+        max_lifetime: config.session_max_lifetime,
+        max_per_owner: config.max_sessions_per_client,
     };
     let mcp = McpServer::new(server_config, Handler(gateway.clone()));
     Ok(App {
@@ -136,6 +145,7 @@ pub async fn start(config: &Config, discovery: Discovery) -> Result<App, StartEr
         metrics,
         upstreams,
         auth: Authenticator::open(),
+        connections: config.connections.clone(),
     })
 }
 
@@ -237,6 +247,12 @@ pub async fn route(app: App, req: Request<hyper::body::Incoming>) -> Response<Bo
 async fn mcp(app: &App, mut req: Request<hyper::body::Incoming>) -> Response<Body> {
     match app.auth.authenticate(req.headers()).await {
         Ok(caller) => {
+            if caller.source != CallerSource::Anonymous {
+                // Session caps count per caller, not per address (many callers may
+                // come through one proxy).
+                let owner = format!("{:?}:{}", caller.source, caller.subject);
+                req.extensions_mut().insert(SessionOwner(owner));
+            }
             req.extensions_mut().insert(Arc::new(caller));
             app.mcp.handle(req).await
         }
@@ -295,8 +311,15 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
         tracing::info!("shutting down: finishing in-flight requests");
         mcp.shutdown();
     };
-    mcp_protocol::serve::serve(
+    let limits = app.connections.clone();
+    tracing::info!(
+        max_connections = limits.max_connections,
+        pinned_mib = limits.pinned_bytes() / (1024 * 1024),
+        "connection limits (memory open connections can pin in buffers)"
+    );
+    mcp_protocol::serve::serve_with(
         listener,
+        limits,
         move |req| route(app.clone(), req),
         shutdown,
         Duration::from_secs(20),

@@ -141,6 +141,9 @@ pub async fn route(
 pub fn server_config(node_name: &str) -> ServerConfig {
     let mut cfg = ServerConfig::new("node-mcp-server", env!("CARGO_PKG_VERSION"));
     cfg.info.title = Some("Kubernetes node tools".into());
+    // The gateway accepts bodies up to 4 MiB and re-wraps them (its own id and
+    // `_meta`): leave room so a request the gateway took is never too large here.
+    cfg.max_body_bytes = 4 * 1024 * 1024 + 64 * 1024;
     cfg.instructions = Some(format!(
         "Read-only tools that report on the Kubernetes node {node_name}: identity, processes, disks and CPU."
     ));

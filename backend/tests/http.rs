@@ -274,7 +274,7 @@ async fn raw_status(b: &Backend, head: &str, body: Vec<Vec<u8>>) -> u16 {
 /// The head of a POST to /mcp with extra header lines.
 fn raw_head(extra: &[String]) -> String {
     let mut head = String::from(
-        "POST /mcp HTTP/1.1\r\nHost: backend\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n",
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n",
     );
     for line in extra {
         head.push_str(line);
@@ -284,7 +284,8 @@ fn raw_head(extra: &[String]) -> String {
     head
 }
 
-const BODY_LIMIT: usize = 4 * 1024 * 1024;
+/// The node server's body limit: 4 MiB plus room for what the gateway adds when it re-wraps a request.
+const BODY_LIMIT: usize = 4 * 1024 * 1024 + 64 * 1024;
 
 /// A request announcing a body one byte over the limit: refused before it is read.
 async fn too_large_by_length(b: &Backend, extra: &[String]) -> u16 {

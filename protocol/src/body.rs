@@ -1,12 +1,15 @@
 //! HTTP bodies for the servers: one boxed body type for JSON, SSE and empty answers,
 //! and reading a request body under a size limit.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::BoxBody};
 use hyper::body::Frame;
 use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::headers::{APPLICATION_JSON, TEXT_EVENT_STREAM};
 
@@ -79,21 +82,77 @@ pub enum BodyError {
     /// Over the configured limit: 413.
     #[error("request body is larger than {0} bytes")]
     TooLarge(usize),
+    /// The server holds as many request bytes as it allows right now: 503.
+    #[error("the server is busy reading other requests; retry shortly")]
+    Busy,
+    /// The body did not arrive in time (too slow for its size): 408.
+    #[error(
+        "the request body did not arrive in time (it must come at {min_rate} bytes/s or faster)"
+    )]
+    TooSlow {
+        /// The minimum rate enforced, bytes per second.
+        min_rate: u64,
+    },
     /// The connection failed while reading.
     #[error("could not read the request body: {0}")]
     Read(String),
 }
 
-/// Reads a body, refusing more than `limit` bytes (early when Content-Length says so).
-pub async fn read_limited<B>(
+/// What a server accepts of request bodies: size, speed, and the memory that all
+/// bodies being read or handled together may take.
+#[derive(Debug, Clone)]
+pub struct BodyLimits {
+    /// Largest body of one request.
+    pub max_bytes: usize,
+    /// Time every body gets, whatever its size.
+    pub base_time: Duration,
+    /// Beyond `base_time`, the body must keep arriving at this rate (bytes/s): a
+    /// 4 MiB body at 64 KiB/s gets 10 s + 64 s.
+    pub min_rate: u64,
+    /// Request bytes held by all requests together, in KiB permits.
+    pub budget: Arc<Semaphore>,
+}
+
+impl BodyLimits {
+    /// Limits with a shared budget of `budget_bytes`.
+    pub fn new(max_bytes: usize, budget_bytes: usize) -> Self {
+        BodyLimits {
+            max_bytes,
+            base_time: Duration::from_secs(10),
+            min_rate: 64 * 1024,
+            budget: Arc::new(Semaphore::new(budget_bytes.div_ceil(1024).max(1))),
+        }
+    }
+
+    /// Budget still free, in bytes (for metrics and tests).
+    pub fn budget_free_bytes(&self) -> usize {
+        self.budget.available_permits() * 1024
+    }
+}
+
+/// A request body read into memory, holding its share of the body budget until the
+/// request is done with it.
+#[derive(Debug)]
+pub struct ReadBody {
+    /// The bytes.
+    pub bytes: Bytes,
+    /// The share of the budget (released when dropped).
+    pub permit: Option<OwnedSemaphorePermit>,
+}
+
+/// Reads a body under `limits`: refused early when Content-Length is over the limit,
+/// refused as soon as it grows past the limit or falls behind the minimum rate, and
+/// refused (503) when the shared budget cannot hold it.
+pub async fn read_body<B>(
     headers: &http::HeaderMap,
     body: B,
-    limit: usize,
-) -> Result<Bytes, BodyError>
+    limits: &BodyLimits,
+) -> Result<ReadBody, BodyError>
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let limit = limits.max_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -101,9 +160,66 @@ where
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(BodyError::TooLarge(limit));
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge(limit)),
-        Err(e) => Err(BodyError::Read(e.to_string())),
+    let started = Instant::now();
+    let mut permit: Option<OwnedSemaphorePermit> = None;
+    let mut held_kib = 0usize;
+    let mut buf = BytesMut::new();
+    let mut first: Option<Bytes> = None;
+    let body = Limited::new(body, limit);
+    tokio::pin!(body);
+    loop {
+        let allowed = limits.base_time
+            + Duration::from_secs_f64(
+                buf.len().max(first.as_ref().map_or(0, Bytes::len)) as f64
+                    / limits.min_rate.max(1) as f64,
+            );
+        let deadline = tokio::time::Instant::from_std(started + allowed);
+        let frame = tokio::select! {
+            frame = body.frame() => frame,
+            () = tokio::time::sleep_until(deadline) => {
+                return Err(BodyError::TooSlow { min_rate: limits.min_rate });
+            }
+        };
+        let Some(frame) = frame else { break };
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return Err(BodyError::TooLarge(limit));
+            }
+            Err(e) => return Err(BodyError::Read(e.to_string())),
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let total = buf.len() + first.as_ref().map_or(0, Bytes::len) + data.len();
+        let need_kib = total.div_ceil(1024);
+        if need_kib > held_kib {
+            let more =
+                u32::try_from(need_kib - held_kib).map_err(|_| BodyError::TooLarge(limit))?;
+            let got = limits
+                .budget
+                .clone()
+                .try_acquire_many_owned(more)
+                .map_err(|_| BodyError::Busy)?;
+            match &mut permit {
+                Some(p) => p.merge(got),
+                None => permit = Some(got),
+            }
+            held_kib = need_kib;
+        }
+        // One chunk (the usual case) is kept as it is; more are gathered.
+        match first.take() {
+            None if buf.is_empty() => first = Some(data),
+            None => buf.extend_from_slice(&data),
+            Some(f) => {
+                buf.extend_from_slice(&f);
+                buf.extend_from_slice(&data);
+            }
+        }
     }
+    let bytes = match first {
+        Some(f) => f,
+        None => buf.freeze(),
+    };
+    Ok(ReadBody { bytes, permit })
 }

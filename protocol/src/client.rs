@@ -153,12 +153,21 @@ pub struct McpClient {
     tools_known: std::sync::atomic::AtomicBool,
 }
 
+/// How long an idle pooled connection is kept. Below the 30 s after which our
+/// servers (hyper's header-read timeout) close an idle keep-alive connection, so the
+/// client never writes a request into a connection the server is closing.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// A reqwest client tuned for MCP: keep-alive pool, TCP_NODELAY, connect timeout.
+///
+/// A request that finds its pooled connection already closed is re-sent on a new one
+/// by hyper's pool (it was never written: hyper reports it as cancelled before
+/// dispatch), which is safe for every method, `tools/call` included.
 pub fn http_client(connect_timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .tcp_nodelay(true)
         .connect_timeout(connect_timeout)
-        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .pool_max_idle_per_host(64)
         .no_proxy()
         .build()
@@ -469,7 +478,7 @@ impl McpClient {
             (!params.is_empty()).then(|| Value::Object(params)).as_ref(),
         );
         let resp = self
-            .post(headers, body, self.options.request_timeout)
+            .post(headers, body, self.options.request_timeout, true)
             .await?;
         let status = resp.status();
         if status.is_success() {
@@ -506,7 +515,9 @@ impl McpClient {
         let body = jsonrpc::request_bytes(id, method_name, Some(&Value::Object(params)));
         let timeout = opts.timeout.unwrap_or(self.options.request_timeout);
         let work = async {
-            let resp = self.post(headers, body, timeout).await?;
+            // A tools/call may have side effects: never sent twice.
+            let retry_safe = method_name != method::TOOLS_CALL;
+            let resp = self.post(headers, body, timeout, retry_safe).await?;
             let session = want_session
                 .then(|| resp.headers().get(headers::MCP_SESSION_ID))
                 .flatten()
@@ -608,32 +619,45 @@ impl McpClient {
         HeaderValue::from_str(&headers::encode_header_value(text)).map_err(|e| self.protocol(e))
     }
 
+    /// One POST. With `retry_safe` (a request that may be sent twice), a connection
+    /// that broke before any answer arrived is retried once on a fresh connection.
     async fn post(
         &self,
         headers: HeaderMap,
         body: Vec<u8>,
         timeout: Duration,
+        retry_safe: bool,
     ) -> Result<reqwest::Response, ClientError> {
-        self.http
-            .post(&self.url)
-            .headers(headers)
-            .timeout(timeout)
-            .body(body)
-            .send()
-            .await
-            .map_err(|source| {
-                if source.is_timeout() {
-                    ClientError::Timeout {
-                        url: self.url.clone(),
-                        timeout,
-                    }
-                } else {
-                    ClientError::Unreachable {
-                        url: self.url.clone(),
-                        source,
-                    }
+        let body = Bytes::from(body);
+        let send = |headers: HeaderMap, body: Bytes| {
+            self.http
+                .post(&self.url)
+                .headers(headers)
+                .timeout(timeout)
+                .body(body)
+                .send()
+        };
+        let first = send(headers.clone(), body.clone()).await;
+        let outcome = match first {
+            Err(e) if retry_safe && !e.is_timeout() && !e.is_connect() && e.is_request() => {
+                tracing::debug!(url = %self.url, error = %e, "connection broke before the answer; retrying once");
+                send(headers, body).await
+            }
+            other => other,
+        };
+        outcome.map_err(|source| {
+            if source.is_timeout() {
+                ClientError::Timeout {
+                    url: self.url.clone(),
+                    timeout,
                 }
-            })
+            } else {
+                ClientError::Unreachable {
+                    url: self.url.clone(),
+                    source,
+                }
+            }
+        })
     }
 
     /// Reads the answer to request `id`: a JSON body, or an SSE stream whose

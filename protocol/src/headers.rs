@@ -5,7 +5,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 use serde_json::{Map, Value};
 
 use crate::jsonrpc::{ErrorObject, Request};
@@ -122,11 +122,16 @@ impl OriginPolicy {
         policy
     }
 
-    /// Whether a request with these headers may proceed.
+    /// Whether a request with these headers may proceed: every `Origin` header it
+    /// carries must be allowed (none: not a browser request).
     pub fn allows(&self, headers: &HeaderMap) -> bool {
-        let Some(origin) = headers.get(http::header::ORIGIN) else {
-            return true;
-        };
+        headers
+            .get_all(http::header::ORIGIN)
+            .iter()
+            .all(|origin| self.allows_one(origin))
+    }
+
+    fn allows_one(&self, origin: &HeaderValue) -> bool {
         let Ok(origin) = origin.to_str() else {
             return false;
         };
@@ -139,6 +144,97 @@ impl OriginPolicy {
         }
         !self.deny_loopback && is_loopback_origin(&origin)
     }
+}
+
+/// Which `Host` names a server answers to: protection against DNS rebinding, where a
+/// page on an attacker's domain resolves that domain to the server's address. IP
+/// literals are always accepted (a rebinding attack needs a name); names must be
+/// loopback names, the configured ones (`*.example.com` globs allowed), or, unless the
+/// server is loopback-only, cluster-internal Service names (`*.svc`, `*.svc.<domain>`)
+/// and this machine's own host name.
+#[derive(Debug, Clone, Default)]
+pub struct HostPolicy {
+    /// Accept any Host (`*`).
+    pub allow_any: bool,
+    /// Only loopback names and addresses (a server bound to loopback).
+    pub loopback_only: bool,
+    /// Extra names, lower-case; a leading `*.` matches any subdomain.
+    pub allowed: Vec<String>,
+}
+
+impl HostPolicy {
+    /// Parses a comma-separated list of names (`*`: any).
+    pub fn from_list(list: &str, loopback_only: bool) -> HostPolicy {
+        let mut policy = HostPolicy {
+            loopback_only,
+            ..HostPolicy::default()
+        };
+        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            if item == "*" {
+                policy.allow_any = true;
+            } else {
+                policy.allowed.push(item.to_ascii_lowercase());
+            }
+        }
+        if let Some(own) = own_host_name() {
+            policy.allowed.push(own);
+        }
+        policy
+    }
+
+    /// Whether a request with these headers may proceed (a request without `Host`,
+    /// as HTTP/2 may send, is judged by its `:authority`, which hyper puts in the URI).
+    pub fn allows(&self, headers: &HeaderMap, uri: &http::Uri) -> bool {
+        if self.allow_any {
+            return true;
+        }
+        let mut hosts = headers.get_all(http::header::HOST).iter().peekable();
+        if hosts.peek().is_none() {
+            return uri.host().is_none_or(|h| self.allows_host(h));
+        }
+        hosts.all(|v| v.to_str().is_ok_and(|h| self.allows_host(strip_port(h))))
+    }
+
+    fn allows_host(&self, host: &str) -> bool {
+        let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+            return !self.loopback_only || ip.is_loopback();
+        }
+        if host == "localhost" || host.ends_with(".localhost") {
+            return true;
+        }
+        let listed = self.allowed.iter().any(|a| match a.strip_prefix("*.") {
+            Some(suffix) => host.ends_with(&format!(".{suffix}")),
+            None => *a == host,
+        });
+        if listed || self.loopback_only {
+            return listed;
+        }
+        host.ends_with(".svc") || host.contains(".svc.")
+    }
+}
+
+/// `name[:port]` or `[v6][:port]` without the port.
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host
+            .split_once(']')
+            .map_or(host, |(h, _)| &host[..h.len() + 1]);
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+/// This machine's host name (in a pod: the pod's name), lower-case.
+fn own_host_name() -> Option<String> {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_ascii_lowercase())
+        .filter(|h| !h.is_empty())
 }
 
 /// `http(s)://localhost|127.x.x.x|[::1][:port]`.

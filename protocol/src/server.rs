@@ -16,11 +16,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::body::BodyLimits;
 use crate::body::{self, Body};
-use crate::headers::{self, Accepts, OriginPolicy, ParamHeader};
+use crate::headers::{self, Accepts, HostPolicy, OriginPolicy, ParamHeader};
 use crate::jsonrpc::{self, ErrorObject, Message, Notification, Request, RequestId};
 use crate::mcp::{self, Era, Implementation, ProtocolVersion, meta, method};
 use crate::session::{Session, SessionConfig, SessionStore};
@@ -121,6 +122,15 @@ pub struct ServerConfig {
     pub origins: OriginPolicy,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// Request bytes all requests being read or handled may hold together; beyond it
+    /// new requests get 503.
+    pub body_budget_bytes: usize,
+    /// A body must arrive at this rate (bytes/s) after its first 10 s.
+    pub body_min_rate: u64,
+    /// `Host` names answered (DNS-rebinding protection).
+    pub hosts: HostPolicy,
+    /// Caps on what clients can hold open.
+    pub caps: Caps,
     /// Legacy session behaviour.
     pub sessions: SessionConfig,
     /// Interval of keep-alive comments on long streams.
@@ -141,12 +151,49 @@ impl ServerConfig {
             instructions: None,
             origins: OriginPolicy::default(),
             max_body_bytes: 4 * 1024 * 1024,
+            body_budget_bytes: 32 * 1024 * 1024,
+            body_min_rate: 64 * 1024,
+            hosts: HostPolicy::default(),
+            caps: Caps::default(),
             sessions: SessionConfig::default(),
             keep_alive: Duration::from_secs(15),
             list_ttl_ms: 60_000,
         }
     }
 }
+
+/// Caps on what clients can hold open at once; each refusal is a clear JSON-RPC
+/// error with `Retry-After`, never a stall.
+#[derive(Debug, Clone)]
+pub struct Caps {
+    /// Long-lived streams (legacy GET and `subscriptions/listen`) in total.
+    pub max_streams: usize,
+    /// Legacy GET streams per session.
+    pub max_streams_per_session: usize,
+    /// Requests being handled at once, in total.
+    pub max_inflight: usize,
+    /// Requests being handled at once on one legacy session.
+    pub max_inflight_per_session: usize,
+    /// Items in one 2025-03-26 JSON-RPC batch.
+    pub max_batch_items: usize,
+}
+
+impl Default for Caps {
+    fn default() -> Self {
+        Caps {
+            max_streams: 512,
+            max_streams_per_session: 4,
+            max_inflight: 1024,
+            max_inflight_per_session: 64,
+            max_batch_items: 32,
+        }
+    }
+}
+
+/// Who owns the sessions a request starts, put into the request's extensions by the
+/// layer in front (e.g. the authenticated caller); without it, the client's address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionOwner(pub String);
 
 /// The MCP endpoint: cheap to clone, one per process.
 pub struct McpServer<H> {
@@ -171,6 +218,12 @@ struct Inner<H> {
     shutdown: CancellationToken,
     /// Capabilities announced in initialize / discover.
     capabilities: Value,
+    /// Request-body limits and the shared budget.
+    body: BodyLimits,
+    /// Long-lived streams open.
+    streams: Arc<Semaphore>,
+    /// Requests being handled.
+    inflight: Arc<Semaphore>,
 }
 
 /// The era-specific facts of one request after validation.
@@ -181,6 +234,8 @@ struct Ctx {
     session: Option<Arc<Session>>,
     /// The HTTP request's extensions, handed on to the handler.
     extensions: http::Extensions,
+    /// The request's share of the body budget, held until it is answered.
+    budget: Option<Arc<OwnedSemaphorePermit>>,
 }
 
 impl<H: ToolHandler> McpServer<H> {
@@ -190,6 +245,12 @@ impl<H: ToolHandler> McpServer<H> {
         McpServer {
             inner: Arc::new(Inner {
                 sessions: SessionStore::new(config.sessions.clone()),
+                body: BodyLimits {
+                    min_rate: config.body_min_rate,
+                    ..BodyLimits::new(config.max_body_bytes, config.body_budget_bytes)
+                },
+                streams: Arc::new(Semaphore::new(config.caps.max_streams)),
+                inflight: Arc::new(Semaphore::new(config.caps.max_inflight)),
                 config,
                 handler,
                 catalog_generation,
@@ -226,12 +287,21 @@ impl<H: ToolHandler> McpServer<H> {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let (parts, body) = req.into_parts();
+        if !self.inner.config.hosts.allows(&parts.headers, &parts.uri) {
+            return error_response(
+                StatusCode::FORBIDDEN,
+                None,
+                &ErrorObject::invalid_request(
+                    "Host not allowed: this server does not answer to that name",
+                ),
+            );
+        }
         if !self.inner.config.origins.allows(&parts.headers) {
             return error_response(StatusCode::FORBIDDEN, None, &forbidden_origin());
         }
         match parts.method {
             Method::POST => self.post(parts.headers, parts.extensions, body).await,
-            Method::GET => self.get_stream(&parts.headers),
+            Method::GET => self.get_stream(&parts.headers, &parts.extensions),
             Method::DELETE => self.delete_session(&parts.headers),
             _ => {
                 let mut r = body::status_response(StatusCode::METHOD_NOT_ALLOWED);
@@ -271,32 +341,31 @@ impl<H: ToolHandler> McpServer<H> {
                 ),
             );
         }
-        let bytes = match body::read_limited(&headers, body, self.inner.config.max_body_bytes).await
-        {
+        let read = match body::read_body(&headers, body, &self.inner.body).await {
             Ok(b) => b,
-            Err(e @ body::BodyError::TooLarge(_)) => {
-                return error_response(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    None,
-                    &ErrorObject::invalid_request(e),
-                );
-            }
             Err(e) => {
-                return error_response(
-                    StatusCode::BAD_REQUEST,
-                    None,
-                    &ErrorObject::invalid_request(e),
-                );
+                let status = match e {
+                    body::BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                    body::BodyError::Busy => return busy(None, &e.to_string()),
+                    body::BodyError::TooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
+                    body::BodyError::Read(_) => StatusCode::BAD_REQUEST,
+                };
+                return error_response(status, None, &ErrorObject::invalid_request(e));
             }
         };
+        let budget = read.permit.map(Arc::new);
+        let bytes = read.bytes;
         let value: Value = match serde_json::from_slice(&bytes) {
             Ok(v) => v,
             Err(e) => {
                 return error_response(StatusCode::BAD_REQUEST, None, &ErrorObject::parse_error(e));
             }
         };
+        drop(bytes);
         if let Value::Array(items) = value {
-            return self.batch(&headers, &extensions, accepts, items).await;
+            return self
+                .batch(&headers, &extensions, budget, accepts, items)
+                .await;
         }
         let message = match Message::from_value(value) {
             Ok(m) => m,
@@ -305,21 +374,23 @@ impl<H: ToolHandler> McpServer<H> {
         if let Message::Request(req) = &message
             && req.method == method::INITIALIZE
         {
-            return self.initialize(req);
+            return self.initialize(req, &extensions);
         }
         if is_modern(&headers, &message) {
-            self.modern(&headers, extensions, accepts, message).await
+            self.modern(&headers, extensions, budget, accepts, message)
+                .await
         } else {
-            let ctx = match self.legacy_ctx(&headers, &extensions, accepts) {
+            let mut ctx = match self.legacy_ctx(&headers, &extensions, accepts) {
                 Ok(ctx) => ctx,
                 Err(resp) => return *resp,
             };
+            ctx.budget = budget;
             self.legacy(ctx, message).await
         }
     }
 
     /// Legacy handshake: negotiate, mint a session.
-    fn initialize(&self, req: &Request) -> Response<Body> {
+    fn initialize(&self, req: &Request, extensions: &http::Extensions) -> Response<Body> {
         let Some(requested) = req.str_param("protocolVersion") else {
             return error_response(
                 StatusCode::OK,
@@ -338,12 +409,9 @@ impl<H: ToolHandler> McpServer<H> {
         let mut resp = json_result(&req.id, &result);
         if cfg.sessions.enabled {
             let changes = self.inner.catalog_generation.subscribe();
-            let Some(session) = self.inner.sessions.create(version, changes) else {
-                return error_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    Some(&req.id),
-                    &ErrorObject::internal("too many sessions; retry later"),
-                );
+            let owner = session_owner(extensions);
+            let Some(session) = self.inner.sessions.create(version, changes, &owner) else {
+                return busy(Some(&req.id), "every session is busy; retry later");
             };
             if let Ok(v) = HeaderValue::from_str(&session.id) {
                 resp.headers_mut().insert(headers::MCP_SESSION_ID, v);
@@ -409,6 +477,7 @@ impl<H: ToolHandler> McpServer<H> {
             accepts,
             session,
             extensions: extensions.clone(),
+            budget: None,
         })
     }
 
@@ -451,13 +520,40 @@ impl<H: ToolHandler> McpServer<H> {
         &self,
         headers: &HeaderMap,
         extensions: &http::Extensions,
+        budget: Option<Arc<OwnedSemaphorePermit>>,
         accepts: Accepts,
         items: Vec<Value>,
     ) -> Response<Body> {
-        let ctx = match self.legacy_ctx(headers, extensions, accepts) {
+        let modern_header = headers
+            .get(headers::MCP_PROTOCOL_VERSION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(ProtocolVersion::parse)
+            .is_some_and(|v| v.era() == Era::Modern);
+        if modern_header {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                None,
+                &ErrorObject::invalid_request(
+                    "JSON-RPC batches are not supported in protocol version 2026-07-28",
+                ),
+            );
+        }
+        let mut ctx = match self.legacy_ctx(headers, extensions, accepts) {
             Ok(ctx) => ctx,
             Err(resp) => return *resp,
         };
+        ctx.budget = budget;
+        if items.len() > self.inner.config.caps.max_batch_items {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                None,
+                &ErrorObject::invalid_request(format!(
+                    "a batch may hold at most {} messages; this one has {}",
+                    self.inner.config.caps.max_batch_items,
+                    items.len()
+                )),
+            );
+        }
         if !ctx.version.allows_batches() || items.is_empty() {
             return error_response(
                 StatusCode::BAD_REQUEST,
@@ -515,6 +611,7 @@ impl<H: ToolHandler> McpServer<H> {
         &self,
         headers: &HeaderMap,
         extensions: http::Extensions,
+        budget: Option<Arc<OwnedSemaphorePermit>>,
         accepts: Accepts,
         message: Message,
     ) -> Response<Body> {
@@ -594,6 +691,7 @@ impl<H: ToolHandler> McpServer<H> {
             accepts,
             session: None,
             extensions,
+            budget,
         };
         match req.method.as_str() {
             method::DISCOVER => {
@@ -676,10 +774,30 @@ impl<H: ToolHandler> McpServer<H> {
         let modern = ctx.version.era() == Era::Modern;
         let use_sse = ctx.accepts.sse && (token.is_some() || modern || !ctx.accepts.json);
         let cancel = CancellationToken::new();
-        let guard = ctx
-            .session
-            .as_ref()
-            .map(|s| s.track(id.clone(), cancel.clone()));
+        let Ok(slot) = self.inner.inflight.clone().try_acquire_owned() else {
+            return busy(Some(&id), "too many requests in flight; retry shortly");
+        };
+        let guard = match &ctx.session {
+            None => None,
+            Some(s) => match s.try_track(
+                id.clone(),
+                cancel.clone(),
+                self.inner.config.caps.max_inflight_per_session,
+            ) {
+                Some(g) => Some(g),
+                None => {
+                    return too_many(
+                        Some(&id),
+                        "too many requests in flight on this session; wait for some to finish",
+                    );
+                }
+            },
+        };
+        let hold = Hold {
+            _session: guard,
+            _slot: slot,
+            _budget: ctx.budget.clone(),
+        };
         let (tx, rx) = mpsc::unbounded_channel();
         let progress = match (&token, use_sse) {
             (Some(t), true) => Some(ProgressSink {
@@ -700,20 +818,18 @@ impl<H: ToolHandler> McpServer<H> {
         let future = self.inner.handler.call_tool(call);
         if !use_sse {
             let outcome = tokio::select! {
-                out = future => Some(out),
+                biased;
                 _ = cancel.cancelled() => None,
+                out = future => (!cancel.is_cancelled()).then_some(out),
             };
-            drop(guard);
+            drop(hold);
             return match outcome {
                 Some(Ok(result)) => {
                     body::json_response(StatusCode::OK, jsonrpc::result_bytes(&id, &result))
                 }
                 Some(Err(e)) => error_response(StatusCode::OK, Some(&id), &e),
-                None => error_response(
-                    StatusCode::OK,
-                    Some(&id),
-                    &ErrorObject::new(jsonrpc::REQUEST_CANCELLED, "request cancelled"),
-                ),
+                // Cancelled by the client: no JSON-RPC response is sent for it.
+                None => body::status_response(StatusCode::NO_CONTENT),
             };
         }
         body::sse_response(call_stream(
@@ -721,7 +837,7 @@ impl<H: ToolHandler> McpServer<H> {
             future,
             rx,
             cancel,
-            guard,
+            hold,
             self.inner.config.keep_alive,
         ))
     }
@@ -751,6 +867,9 @@ impl<H: ToolHandler> McpServer<H> {
                 ),
             );
         }
+        let Ok(slot) = self.inner.streams.clone().try_acquire_owned() else {
+            return busy(Some(&req.id), "too many open streams; retry shortly");
+        };
         let tools = filter.get("toolsListChanged") == Some(&Value::Bool(true));
         let sub_meta = json!({ meta::SUBSCRIPTION_ID: req.id.to_value() });
         let mut honoured = Map::new();
@@ -779,14 +898,17 @@ impl<H: ToolHandler> McpServer<H> {
             tools.then_some(changed),
             self.inner.shutdown.clone(),
             self.inner.config.keep_alive,
-            None,
+            StreamHold {
+                _session: None,
+                _slot: slot,
+            },
         );
         let end = stream::once(async move { sse::encode_event(&closing) });
         body::sse_response(first.chain(rest).chain(end))
     }
 
     /// Legacy GET: a stream of server notifications for the session.
-    fn get_stream(&self, headers: &HeaderMap) -> Response<Body> {
+    fn get_stream(&self, headers: &HeaderMap, extensions: &http::Extensions) -> Response<Body> {
         let modern = headers
             .get(headers::MCP_PROTOCOL_VERSION)
             .and_then(|v| v.to_str().ok())
@@ -803,21 +925,32 @@ impl<H: ToolHandler> McpServer<H> {
                 &ErrorObject::invalid_request("GET needs Accept: text/event-stream"),
             );
         }
-        let ctx = match self.legacy_ctx(headers, &http::Extensions::new(), accepts) {
+        let ctx = match self.legacy_ctx(headers, extensions, accepts) {
             Ok(ctx) => ctx,
             Err(resp) => return *resp,
         };
         let Some(session) = ctx.session else {
             return body::status_response(StatusCode::METHOD_NOT_ALLOWED);
         };
+        let Some(guard) = session.try_stream(self.inner.config.caps.max_streams_per_session) else {
+            return too_many(
+                None,
+                "this session has as many GET streams open as it may; close one first",
+            );
+        };
+        let Ok(slot) = self.inner.streams.clone().try_acquire_owned() else {
+            return busy(None, "too many open streams; retry shortly");
+        };
         let changed = jsonrpc::notification_bytes(method::TOOLS_LIST_CHANGED, None);
-        let guard = session.stream_guard();
         let stream = change_stream(
             session.changes.clone(),
             Some(changed),
             self.inner.shutdown.clone(),
             self.inner.config.keep_alive,
-            Some(guard),
+            StreamHold {
+                _session: Some(guard),
+                _slot: slot,
+            },
         );
         // A comment first, so clients see the stream open at once.
         body::sse_response(stream::once(async { sse::keep_alive() }).chain(stream))
@@ -880,7 +1013,7 @@ fn call_stream(
     future: BoxFuture<Result<Bytes, ErrorObject>>,
     rx: mpsc::UnboundedReceiver<Bytes>,
     cancel: CancellationToken,
-    guard: Option<crate::session::InflightGuard>,
+    hold: Hold,
     keep_alive: Duration,
 ) -> impl futures_util::Stream<Item = Bytes> + Send + Sync + 'static {
     struct State {
@@ -888,7 +1021,7 @@ fn call_stream(
         future: Option<BoxFuture<Result<Bytes, ErrorObject>>>,
         rx: mpsc::UnboundedReceiver<Bytes>,
         cancel: CancellationToken,
-        _guard: Option<crate::session::InflightGuard>,
+        _hold: Hold,
         tick: tokio::time::Interval,
     }
     impl Drop for State {
@@ -907,16 +1040,21 @@ fn call_stream(
         future: Some(future),
         rx,
         cancel,
-        _guard: guard,
+        _hold: hold,
         tick,
     };
     let s = stream::unfold(state, |mut st| async move {
         let future = st.future.as_mut()?;
         tokio::select! {
             biased;
+            _ = st.cancel.cancelled() => None,
             Some(note) = st.rx.recv() => Some((sse::encode_event(&note), st)),
             out = future => {
                 st.future = None;
+                if st.cancel.is_cancelled() {
+                    // Cancelled by the client: no response is sent for it.
+                    return None;
+                }
                 let bytes = match out {
                     Ok(result) => jsonrpc::result_bytes(&st.id, &result),
                     Err(e) => jsonrpc::error_bytes(Some(&st.id), &e),
@@ -929,7 +1067,6 @@ fn call_stream(
                 frames.extend_from_slice(&sse::encode_event(&bytes));
                 Some((Bytes::from(frames), st))
             }
-            _ = st.cancel.cancelled() => None,
             _ = st.tick.tick() => Some((sse::keep_alive(), st)),
         }
     });
@@ -942,7 +1079,7 @@ fn change_stream(
     notification: Option<Vec<u8>>,
     shutdown: CancellationToken,
     keep_alive: Duration,
-    guard: Option<crate::session::InflightGuard>,
+    guard: StreamHold,
 ) -> impl futures_util::Stream<Item = Bytes> + Send + Sync + 'static {
     let frame = notification.map(|n| sse::encode_event(&n));
     let mut tick = tokio::time::interval(keep_alive);
@@ -991,6 +1128,57 @@ impl<S: futures_util::Stream> futures_util::Stream for SyncStream<S> {
 fn json_result(id: &RequestId, result: &Value) -> Response<Body> {
     let bytes = serde_json::to_vec(result).unwrap_or_default();
     body::json_response(StatusCode::OK, jsonrpc::result_bytes(id, &bytes))
+}
+
+/// What a request holds while it is handled: its session slot, its share of the
+/// in-flight cap and of the body budget.
+struct Hold {
+    _session: Option<crate::session::InflightGuard>,
+    _slot: OwnedSemaphorePermit,
+    _budget: Option<Arc<OwnedSemaphorePermit>>,
+}
+
+/// What a long-lived stream holds while open: its session's stream slot and its share
+/// of the stream cap.
+struct StreamHold {
+    _session: Option<crate::session::InflightGuard>,
+    _slot: OwnedSemaphorePermit,
+}
+
+/// The session owner of a request: the one the layer in front named, else the
+/// client's IP address.
+fn session_owner(extensions: &http::Extensions) -> String {
+    if let Some(SessionOwner(owner)) = extensions.get::<SessionOwner>() {
+        return owner.clone();
+    }
+    extensions
+        .get::<crate::serve::PeerAddr>()
+        .map(|p| p.0.ip().to_string())
+        .unwrap_or_default()
+}
+
+/// 503 with `Retry-After`: a server-wide cap is reached.
+fn busy(id: Option<&RequestId>, text: &str) -> Response<Body> {
+    let mut resp = error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        id,
+        &ErrorObject::internal(format!("server busy: {text}")),
+    );
+    resp.headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
+}
+
+/// 429 with `Retry-After`: a per-session or per-client cap is reached.
+fn too_many(id: Option<&RequestId>, text: &str) -> Response<Body> {
+    let mut resp = error_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        id,
+        &ErrorObject::invalid_request(text),
+    );
+    resp.headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
 }
 
 /// A JSON-RPC error as an HTTP response with the given status.

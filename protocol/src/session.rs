@@ -1,9 +1,14 @@
 //! Legacy-era sessions: random ids minted on `initialize`, looked up on every later
-//! request, expired after an idle period, capped in number, ended by DELETE.
+//! request, expired after an idle period or an absolute lifetime, capped in number
+//! and per owner (client address or authenticated caller), ended by DELETE.
 //!
-//! Expiry is lazy (checked on lookup and swept when a new session is created), so the
-//! store needs no background task.
+//! A full store never refuses a new session: it evicts the least recently used idle
+//! sessions, so a client flooding `initialize` cannot lock others out; and since one
+//! owner holds at most [`SessionConfig::max_per_owner`] sessions (its own oldest go
+//! first), a flood only churns the flooder's sessions. Expiry is lazy (checked on
+//! lookup and swept on creation), so the store needs no background task.
 
+use base64::Engine;
 use rand::RngCore;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,8 +26,15 @@ pub struct SessionConfig {
     pub enabled: bool,
     /// A session unused for this long is forgotten (its id then answers 404).
     pub idle_timeout: Duration,
-    /// At most this many live sessions; initialize beyond it is refused with 503.
+    /// At most this many live sessions; beyond it the least recently used idle ones
+    /// are evicted (initialize is refused with 503 only when every session is busy).
     pub max_sessions: usize,
+    /// A session ends this long after it started, however busy (pings cannot keep
+    /// one alive for ever).
+    pub max_lifetime: Duration,
+    /// Sessions one owner (client address, or authenticated caller) may hold; its
+    /// least recently used one is ended when it starts another.
+    pub max_per_owner: usize,
 }
 
 impl Default for SessionConfig {
@@ -31,6 +43,8 @@ impl Default for SessionConfig {
             enabled: true,
             idle_timeout: Duration::from_secs(30 * 60),
             max_sessions: 10_000,
+            max_lifetime: Duration::from_secs(24 * 60 * 60),
+            max_per_owner: 100,
         }
     }
 }
@@ -42,12 +56,18 @@ pub struct Session {
     pub id: String,
     /// The negotiated revision.
     pub version: ProtocolVersion,
+    /// Who started it (per-owner cap).
+    owner: String,
+    /// When it started (absolute lifetime).
+    created: Instant,
     /// Last time a request used the session.
     last_seen: Mutex<Instant>,
     /// Requests in flight, so `notifications/cancelled` can reach them.
     inflight: Mutex<HashMap<RequestId, CancellationToken>>,
     /// Open GET streams and in-flight requests: a busy session is never expired.
     busy: AtomicUsize,
+    /// Open GET streams (capped per session).
+    streams: AtomicUsize,
     /// Catalog-change signal shared by the session's GET streams, so each change is
     /// delivered on one stream only.
     pub changes: Arc<tokio::sync::Mutex<tokio::sync::watch::Receiver<u64>>>,
@@ -56,14 +76,28 @@ pub struct Session {
 impl Session {
     /// Registers an in-flight request; the guard unregisters it.
     pub fn track(self: &Arc<Self>, id: RequestId, token: CancellationToken) -> InflightGuard {
-        if let Ok(mut map) = self.inflight.lock() {
-            map.insert(id.clone(), token);
+        self.try_track(id, token, usize::MAX)
+            .unwrap_or_else(|| self.stream_guard())
+    }
+
+    /// Registers an in-flight request unless `max` are in flight already.
+    pub fn try_track(
+        self: &Arc<Self>,
+        id: RequestId,
+        token: CancellationToken,
+        max: usize,
+    ) -> Option<InflightGuard> {
+        let mut map = self.inflight.lock().ok()?;
+        if map.len() >= max {
+            return None;
         }
+        map.insert(id.clone(), token);
         self.busy.fetch_add(1, Ordering::Relaxed);
-        InflightGuard {
+        Some(InflightGuard {
             session: self.clone(),
             id: Some(id),
-        }
+            stream: false,
+        })
     }
 
     /// Marks a long-lived stream open; the guard marks it closed.
@@ -72,7 +106,23 @@ impl Session {
         InflightGuard {
             session: self.clone(),
             id: None,
+            stream: false,
         }
+    }
+
+    /// Opens a GET stream unless `max` are open already on this session.
+    pub fn try_stream(self: &Arc<Self>, max: usize) -> Option<InflightGuard> {
+        self.streams
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        Some(InflightGuard {
+            session: self.clone(),
+            id: None,
+            stream: true,
+        })
     }
 
     /// Cancels an in-flight request (legacy `notifications/cancelled`); false if unknown.
@@ -87,13 +137,28 @@ impl Session {
         }
     }
 
-    fn expired(&self, now: Instant, idle: Duration) -> bool {
-        self.busy.load(Ordering::Relaxed) == 0
-            && self
-                .last_seen
-                .lock()
-                .map(|t| now.duration_since(*t) > idle)
-                .unwrap_or(false)
+    fn last_seen(&self) -> Instant {
+        self.last_seen.lock().map(|t| *t).unwrap_or(self.created)
+    }
+
+    fn is_busy(&self) -> bool {
+        self.busy.load(Ordering::Relaxed) > 0
+    }
+
+    fn expired(&self, now: Instant, config: &SessionConfig) -> bool {
+        now.duration_since(self.created) > config.max_lifetime
+            || (!self.is_busy() && now.duration_since(self.last_seen()) > config.idle_timeout)
+    }
+
+    /// Streams open and requests in flight on this session.
+    pub fn busy_count(&self) -> usize {
+        self.busy.load(Ordering::Relaxed)
+    }
+
+    fn end(&self) {
+        if let Ok(map) = self.inflight.lock() {
+            map.values().for_each(CancellationToken::cancel);
+        }
     }
 }
 
@@ -102,6 +167,8 @@ impl Session {
 pub struct InflightGuard {
     session: Arc<Session>,
     id: Option<RequestId>,
+    /// Counted in the session's GET streams.
+    stream: bool,
 }
 
 impl Drop for InflightGuard {
@@ -110,6 +177,9 @@ impl Drop for InflightGuard {
             && let Ok(mut map) = self.session.inflight.lock()
         {
             map.remove(id);
+        }
+        if self.stream {
+            self.session.streams.fetch_sub(1, Ordering::AcqRel);
         }
         self.session.busy.fetch_sub(1, Ordering::Relaxed);
         self.session.touch(Instant::now());
@@ -127,7 +197,48 @@ pub enum Lookup {
 #[derive(Debug)]
 pub struct SessionStore {
     config: SessionConfig,
-    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    state: Mutex<StoreState>,
+}
+
+#[derive(Debug, Default)]
+struct StoreState {
+    sessions: HashMap<String, Arc<Session>>,
+    /// Live sessions per owner.
+    per_owner: HashMap<String, usize>,
+}
+
+impl StoreState {
+    fn remove(&mut self, id: &str) -> Option<Arc<Session>> {
+        let session = self.sessions.remove(id)?;
+        if let Some(n) = self.per_owner.get_mut(&session.owner) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_owner.remove(&session.owner);
+            }
+        }
+        session.end();
+        Some(session)
+    }
+
+    /// Ends the least recently used idle sessions among those `pick` selects, at most
+    /// `count`; returns how many went.
+    fn evict_lru(&mut self, count: usize, pick: impl Fn(&Session) -> bool) -> usize {
+        let mut idle: Vec<(Instant, String)> = self
+            .sessions
+            .values()
+            .filter(|s| !s.is_busy() && pick(s))
+            .map(|s| (s.last_seen(), s.id.clone()))
+            .collect();
+        if idle.len() > count {
+            idle.select_nth_unstable(count - 1);
+            idle.truncate(count);
+        }
+        let n = idle.len();
+        for (_, id) in idle {
+            self.remove(&id);
+        }
+        n
+    }
 }
 
 impl SessionStore {
@@ -135,7 +246,7 @@ impl SessionStore {
     pub fn new(config: SessionConfig) -> Self {
         SessionStore {
             config,
-            sessions: Mutex::new(HashMap::new()),
+            state: Mutex::new(StoreState::default()),
         }
     }
 
@@ -144,43 +255,71 @@ impl SessionStore {
         &self.config
     }
 
-    /// Mints a session; None when the cap is reached even after sweeping idle ones.
+    /// Mints a session for `owner`; None only when the store is full of busy
+    /// sessions.
     pub fn create(
         &self,
         version: ProtocolVersion,
         changes: tokio::sync::watch::Receiver<u64>,
+        owner: &str,
     ) -> Option<Arc<Session>> {
         let mut bytes = [0u8; 24];
         rand::rng().fill_bytes(&mut bytes);
-        let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
         let now = Instant::now();
         let session = Arc::new(Session {
             id: id.clone(),
             version,
+            owner: owner.to_string(),
+            created: now,
             last_seen: Mutex::new(now),
             inflight: Mutex::new(HashMap::new()),
             busy: AtomicUsize::new(0),
+            streams: AtomicUsize::new(0),
             changes: Arc::new(tokio::sync::Mutex::new(changes)),
         });
-        let mut map = self.sessions.lock().ok()?;
-        if map.len() >= self.config.max_sessions {
-            let idle = self.config.idle_timeout;
-            map.retain(|_, s| !s.expired(now, idle));
+        let mut state = self.state.lock().ok()?;
+        let owned = state.per_owner.get(owner).copied().unwrap_or(0);
+        if owned >= self.config.max_per_owner.max(1) {
+            let freed = state.evict_lru(owned + 1 - self.config.max_per_owner.max(1), |s| {
+                s.owner == owner
+            });
+            if freed == 0 {
+                return None;
+            }
         }
-        if map.len() >= self.config.max_sessions {
+        if state.sessions.len() >= self.config.max_sessions {
+            let config = &self.config;
+            let expired: Vec<String> = state
+                .sessions
+                .values()
+                .filter(|s| s.expired(now, config))
+                .map(|s| s.id.clone())
+                .collect();
+            for id in expired {
+                state.remove(&id);
+            }
+        }
+        if state.sessions.len() >= self.config.max_sessions {
+            // Evict a batch, so a flood of initialize does not scan the store each time.
+            let batch = (self.config.max_sessions / 64).max(1);
+            state.evict_lru(batch, |_| true);
+        }
+        if state.sessions.len() >= self.config.max_sessions {
             return None;
         }
-        map.insert(id, session.clone());
+        *state.per_owner.entry(owner.to_string()).or_insert(0) += 1;
+        state.sessions.insert(id, session.clone());
         Some(session)
     }
 
     /// Finds a live session and marks it used.
     pub fn get(&self, id: &str) -> Result<Arc<Session>, Lookup> {
         let now = Instant::now();
-        let mut map = self.sessions.lock().map_err(|_| Lookup::Unknown)?;
-        let session = map.get(id).cloned().ok_or(Lookup::Unknown)?;
-        if session.expired(now, self.config.idle_timeout) {
-            map.remove(id);
+        let mut state = self.state.lock().map_err(|_| Lookup::Unknown)?;
+        let session = state.sessions.get(id).cloned().ok_or(Lookup::Unknown)?;
+        if session.expired(now, &self.config) {
+            state.remove(id);
             return Err(Lookup::Unknown);
         }
         session.touch(now);
@@ -189,21 +328,17 @@ impl SessionStore {
 
     /// Ends a session (DELETE); cancels its in-flight requests.
     pub fn remove(&self, id: &str) -> Result<(), Lookup> {
-        let session = self
-            .sessions
+        self.state
             .lock()
             .map_err(|_| Lookup::Unknown)?
             .remove(id)
-            .ok_or(Lookup::Unknown)?;
-        if let Ok(map) = session.inflight.lock() {
-            map.values().for_each(CancellationToken::cancel);
-        }
-        Ok(())
+            .map(|_| ())
+            .ok_or(Lookup::Unknown)
     }
 
     /// Number of live sessions (for metrics).
     pub fn len(&self) -> usize {
-        self.sessions.lock().map(|m| m.len()).unwrap_or(0)
+        self.state.lock().map(|m| m.sessions.len()).unwrap_or(0)
     }
 
     /// Whether there are no sessions.
@@ -221,18 +356,25 @@ mod tests {
             enabled: true,
             idle_timeout: idle,
             max_sessions: max,
+            ..SessionConfig::default()
         })
+    }
+
+    fn rx() -> tokio::sync::watch::Receiver<u64> {
+        tokio::sync::watch::channel(0).1
     }
 
     #[test]
     fn ids_are_random_and_lookups_work() {
-        let (_tx, rx) = tokio::sync::watch::channel(0);
         let s = store(10, Duration::from_secs(60));
-        let a = s.create(ProtocolVersion::V2025_11_25, rx.clone()).unwrap();
-        let b = s.create(ProtocolVersion::V2025_03_26, rx).unwrap();
+        let a = s.create(ProtocolVersion::V2025_11_25, rx(), "c").unwrap();
+        let b = s.create(ProtocolVersion::V2025_03_26, rx(), "c").unwrap();
         assert_ne!(a.id, b.id);
-        assert_eq!(a.id.len(), 48);
-        assert!(a.id.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(a.id.len(), 32);
+        assert!(
+            a.id.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        );
         assert_eq!(s.get(&a.id).unwrap().version, ProtocolVersion::V2025_11_25);
         assert_eq!(s.get("nope").unwrap_err(), Lookup::Unknown);
         s.remove(&a.id).unwrap();
@@ -241,30 +383,83 @@ mod tests {
     }
 
     #[test]
-    fn cap_and_idle_expiry() {
-        let (_tx, rx) = tokio::sync::watch::channel(0);
-        let s = store(2, Duration::ZERO);
-        let a = s.create(ProtocolVersion::V2025_11_25, rx.clone()).unwrap();
-        let _busy = a.stream_guard();
+    fn a_full_store_evicts_the_least_recently_used_idle_session() {
+        let s = store(3, Duration::from_secs(3600));
+        let a = s.create(ProtocolVersion::V2025_11_25, rx(), "x").unwrap();
+        let b = s.create(ProtocolVersion::V2025_11_25, rx(), "y").unwrap();
+        let busy = s.create(ProtocolVersion::V2025_11_25, rx(), "z").unwrap();
+        let _stream = busy.stream_guard();
         std::thread::sleep(Duration::from_millis(2));
-        let b = s.create(ProtocolVersion::V2025_11_25, rx.clone()).unwrap();
-        std::thread::sleep(Duration::from_millis(2));
-        // b is idle and gets swept; a is busy (open stream) and stays.
-        assert!(s.create(ProtocolVersion::V2025_11_25, rx.clone()).is_some());
-        assert!(s.get(&a.id).is_ok());
-        assert_eq!(s.get(&b.id).unwrap_err(), Lookup::Unknown);
+        s.get(&a.id).unwrap(); // a is now more recent than b
+        let d = s.create(ProtocolVersion::V2025_11_25, rx(), "w").unwrap();
+        assert_eq!(s.get(&b.id).unwrap_err(), Lookup::Unknown, "b was the LRU");
+        assert!(s.get(&a.id).is_ok() && s.get(&busy.id).is_ok() && s.get(&d.id).is_ok());
+        assert_eq!(s.len(), 3);
+        // Only busy sessions left to evict: refused.
         let full = store(1, Duration::from_secs(60));
-        let _x = full
-            .create(ProtocolVersion::V2025_11_25, rx.clone())
+        let x = full
+            .create(ProtocolVersion::V2025_11_25, rx(), "x")
             .unwrap();
-        assert!(full.create(ProtocolVersion::V2025_11_25, rx).is_none());
+        let _g = x.stream_guard();
+        assert!(
+            full.create(ProtocolVersion::V2025_11_25, rx(), "y")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn one_owner_only_churns_its_own_sessions() {
+        let s = SessionStore::new(SessionConfig {
+            max_sessions: 100,
+            max_per_owner: 2,
+            ..SessionConfig::default()
+        });
+        let victim = s
+            .create(ProtocolVersion::V2025_11_25, rx(), "good")
+            .unwrap();
+        let ids: Vec<String> = (0..50)
+            .map(|_| {
+                s.create(ProtocolVersion::V2025_11_25, rx(), "flood")
+                    .unwrap()
+                    .id
+                    .clone()
+            })
+            .collect();
+        assert!(s.get(&victim.id).is_ok());
+        assert_eq!(s.len(), 3);
+        assert!(s.get(&ids[49]).is_ok() && s.get(&ids[48]).is_ok());
+        assert_eq!(s.get(&ids[0]).unwrap_err(), Lookup::Unknown);
+    }
+
+    #[test]
+    fn idle_and_lifetime_expiry() {
+        let s = store(10, Duration::ZERO);
+        let a = s.create(ProtocolVersion::V2025_11_25, rx(), "c").unwrap();
+        let _busy = a.stream_guard();
+        let b = s.create(ProtocolVersion::V2025_11_25, rx(), "c").unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(s.get(&a.id).is_ok(), "busy sessions do not idle out");
+        assert_eq!(s.get(&b.id).unwrap_err(), Lookup::Unknown);
+        let short = SessionStore::new(SessionConfig {
+            max_lifetime: Duration::ZERO,
+            ..SessionConfig::default()
+        });
+        let c = short
+            .create(ProtocolVersion::V2025_11_25, rx(), "c")
+            .unwrap();
+        let _busy = c.stream_guard();
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(
+            short.get(&c.id).unwrap_err(),
+            Lookup::Unknown,
+            "past its lifetime even when busy"
+        );
     }
 
     #[test]
     fn cancel_reaches_tracked_requests() {
-        let (_tx, rx) = tokio::sync::watch::channel(0);
         let s = store(2, Duration::from_secs(60));
-        let a = s.create(ProtocolVersion::V2025_11_25, rx).unwrap();
+        let a = s.create(ProtocolVersion::V2025_11_25, rx(), "c").unwrap();
         let token = CancellationToken::new();
         let guard = a.track(RequestId::Number(5), token.clone());
         assert!(!a.cancel(&RequestId::Number(6)));
