@@ -6,8 +6,10 @@ use futures_util::{Stream, StreamExt};
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::BoxBody};
 use hyper::body::Frame;
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -111,6 +113,11 @@ pub struct BodyLimits {
     pub min_rate: u64,
     /// Request bytes held by all requests together, in KiB permits.
     pub budget: Arc<Semaphore>,
+    /// KiB one client address may hold (a quarter of the budget, at least one
+    /// largest body): one client cannot take the whole budget from the others.
+    pub per_client_kib: usize,
+    /// KiB held per client address.
+    held: Arc<ClientAccounts>,
 }
 
 impl BodyLimits {
@@ -121,6 +128,8 @@ impl BodyLimits {
             base_time: Duration::from_secs(10),
             min_rate: 64 * 1024,
             budget: Arc::new(Semaphore::new(budget_bytes.div_ceil(1024).max(1))),
+            per_client_kib: (budget_bytes / 4).max(max_bytes).div_ceil(1024),
+            held: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -137,7 +146,79 @@ pub struct ReadBody {
     /// The bytes.
     pub bytes: Bytes,
     /// The share of the budget (released when dropped).
-    pub permit: Option<OwnedSemaphorePermit>,
+    pub permit: Option<BudgetShare>,
+}
+
+/// KiB of the body budget held per client address.
+type ClientAccounts = Mutex<HashMap<IpAddr, usize>>;
+
+/// Budget held by one request: given back to the pool and to its client's account
+/// when dropped.
+#[derive(Debug)]
+pub struct BudgetShare {
+    permit: OwnedSemaphorePermit,
+    account: Option<(Arc<ClientAccounts>, IpAddr)>,
+}
+
+impl BudgetShare {
+    /// Takes `kib` more, from the pool and from the client's share.
+    fn grow(
+        share: &mut Option<BudgetShare>,
+        limits: &BodyLimits,
+        client: Option<IpAddr>,
+        kib: usize,
+    ) -> Result<(), BodyError> {
+        let more = u32::try_from(kib).map_err(|_| BodyError::TooLarge(limits.max_bytes))?;
+        if let Some(ip) = client {
+            let mut held = limits.held.lock().map_err(|_| BodyError::Busy)?;
+            let mine = held.entry(ip).or_insert(0);
+            if *mine + kib > limits.per_client_kib {
+                if *mine == 0 {
+                    held.remove(&ip);
+                }
+                return Err(BodyError::Busy);
+            }
+            *mine += kib;
+        }
+        let got = match limits.budget.clone().try_acquire_many_owned(more) {
+            Ok(p) => p,
+            Err(_) => {
+                if let Some(ip) = client {
+                    release(&limits.held, ip, kib);
+                }
+                return Err(BodyError::Busy);
+            }
+        };
+        match share {
+            Some(s) => s.permit.merge(got),
+            None => {
+                *share = Some(BudgetShare {
+                    permit: got,
+                    account: client.map(|ip| (limits.held.clone(), ip)),
+                })
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for BudgetShare {
+    fn drop(&mut self) {
+        if let Some((held, ip)) = &self.account {
+            release(held, *ip, self.permit.num_permits());
+        }
+    }
+}
+
+fn release(held: &ClientAccounts, ip: IpAddr, kib: usize) {
+    if let Ok(mut held) = held.lock()
+        && let Some(mine) = held.get_mut(&ip)
+    {
+        *mine = mine.saturating_sub(kib);
+        if *mine == 0 {
+            held.remove(&ip);
+        }
+    }
 }
 
 /// Reads a body under `limits`: refused early when Content-Length is over the limit,
@@ -147,6 +228,7 @@ pub async fn read_body<B>(
     headers: &http::HeaderMap,
     body: B,
     limits: &BodyLimits,
+    client: Option<IpAddr>,
 ) -> Result<ReadBody, BodyError>
 where
     B: hyper::body::Body<Data = Bytes>,
@@ -161,7 +243,7 @@ where
         return Err(BodyError::TooLarge(limit));
     }
     let started = Instant::now();
-    let mut permit: Option<OwnedSemaphorePermit> = None;
+    let mut permit: Option<BudgetShare> = None;
     let mut held_kib = 0usize;
     let mut buf = BytesMut::new();
     let mut first: Option<Bytes> = None;
@@ -194,17 +276,7 @@ where
         let total = buf.len() + first.as_ref().map_or(0, Bytes::len) + data.len();
         let need_kib = total.div_ceil(1024);
         if need_kib > held_kib {
-            let more =
-                u32::try_from(need_kib - held_kib).map_err(|_| BodyError::TooLarge(limit))?;
-            let got = limits
-                .budget
-                .clone()
-                .try_acquire_many_owned(more)
-                .map_err(|_| BodyError::Busy)?;
-            match &mut permit {
-                Some(p) => p.merge(got),
-                None => permit = Some(got),
-            }
+            BudgetShare::grow(&mut permit, limits, client, need_kib - held_kib)?;
             held_kib = need_kib;
         }
         // One chunk (the usual case) is kept as it is; more are gathered.

@@ -23,7 +23,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
@@ -198,11 +198,24 @@ fn builder(limits: &ConnectionLimits) -> Builder<TokioExecutor> {
     builder
 }
 
-/// A short plain HTTP/1.1 `503` for a connection over the cap, then close.
+/// A short plain HTTP/1.1 `503` for a connection over the cap, then close. A
+/// liveness probe (`GET /healthz`) still gets its `200`: the process is alive, only
+/// full, and restarting it would drop every call in flight.
 async fn refuse_busy(mut stream: TcpStream) {
     const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 46\r\n\r\nserver busy: too many connections; retry soon\n";
+    const ALIVE: &[u8] = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 3\r\n\r\nok\n";
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        let _ = stream.write_all(BUSY).await;
+        let mut head = [0u8; 16];
+        let mut got = 0;
+        while got < head.len() {
+            match stream.read(&mut head[got..]).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+        let probe =
+            head[..got].starts_with(b"GET /healthz ") || head[..got].starts_with(b"GET /healthz?");
+        let _ = stream.write_all(if probe { ALIVE } else { BUSY }).await;
         let _ = stream.shutdown().await;
     })
     .await;

@@ -235,7 +235,7 @@ struct Ctx {
     /// The HTTP request's extensions, handed on to the handler.
     extensions: http::Extensions,
     /// The request's share of the body budget, held until it is answered.
-    budget: Option<Arc<OwnedSemaphorePermit>>,
+    budget: Option<Arc<body::BudgetShare>>,
 }
 
 impl<H: ToolHandler> McpServer<H> {
@@ -245,9 +245,11 @@ impl<H: ToolHandler> McpServer<H> {
         McpServer {
             inner: Arc::new(Inner {
                 sessions: SessionStore::new(config.sessions.clone()),
-                body: BodyLimits {
-                    min_rate: config.body_min_rate,
-                    ..BodyLimits::new(config.max_body_bytes, config.body_budget_bytes)
+                body: {
+                    let mut limits =
+                        BodyLimits::new(config.max_body_bytes, config.body_budget_bytes);
+                    limits.min_rate = config.body_min_rate;
+                    limits
                 },
                 streams: Arc::new(Semaphore::new(config.caps.max_streams)),
                 inflight: Arc::new(Semaphore::new(config.caps.max_inflight)),
@@ -341,7 +343,8 @@ impl<H: ToolHandler> McpServer<H> {
                 ),
             );
         }
-        let read = match body::read_body(&headers, body, &self.inner.body).await {
+        let client = extensions.get::<crate::serve::PeerAddr>().map(|p| p.0.ip());
+        let read = match body::read_body(&headers, body, &self.inner.body, client).await {
             Ok(b) => b,
             Err(e) => {
                 let status = match e {
@@ -520,7 +523,7 @@ impl<H: ToolHandler> McpServer<H> {
         &self,
         headers: &HeaderMap,
         extensions: &http::Extensions,
-        budget: Option<Arc<OwnedSemaphorePermit>>,
+        budget: Option<Arc<body::BudgetShare>>,
         accepts: Accepts,
         items: Vec<Value>,
     ) -> Response<Body> {
@@ -611,7 +614,7 @@ impl<H: ToolHandler> McpServer<H> {
         &self,
         headers: &HeaderMap,
         extensions: http::Extensions,
-        budget: Option<Arc<OwnedSemaphorePermit>>,
+        budget: Option<Arc<body::BudgetShare>>,
         accepts: Accepts,
         message: Message,
     ) -> Response<Body> {
@@ -1135,7 +1138,7 @@ fn json_result(id: &RequestId, result: &Value) -> Response<Body> {
 struct Hold {
     _session: Option<crate::session::InflightGuard>,
     _slot: OwnedSemaphorePermit,
-    _budget: Option<Arc<OwnedSemaphorePermit>>,
+    _budget: Option<Arc<body::BudgetShare>>,
 }
 
 /// What a long-lived stream holds while open: its session's stream slot and its share
