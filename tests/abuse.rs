@@ -493,3 +493,92 @@ fn pooled_backend_connections_are_dropped_before_the_server_drops_them() {
         "the client must give up an idle connection before the server closes it"
     );
 }
+
+/// Stalled bodies of 1 MiB from one client address, `count` connections: returns the
+/// connections (still open unless refused).
+async fn stall_bodies(from: IpAddr, to: SocketAddr, count: usize) -> Vec<TcpStream> {
+    let size = 1024 * 1024;
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {to}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {size}\r\n\r\n"
+    );
+    let mut attacks = Vec::new();
+    for _ in 0..count {
+        let mut s = connect_from(from, to).await;
+        s.write_all(head.as_bytes()).await.unwrap();
+        let _ = s.write_all(&vec![b' '; size - 1]).await;
+        attacks.push(s);
+    }
+    attacks
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_server_bounds_stalled_bodies_and_initialize_floods() {
+    let port = procs::common_free_port(&[ip(8, 2)]);
+    let backend = procs::spawn_backend("node-1", ip(8, 2), port).await;
+    let before = rss(&backend);
+    let mut attacks = stall_bodies(ip(8, 50), backend.addr, 40).await;
+    let served = |url: String| async move {
+        let c = client(&url, ClientMode::Modern);
+        let out = tokio::time::timeout(
+            Duration::from_secs(5),
+            call(&c, "node_info", json!({}), None),
+        )
+        .await
+        .expect("the node server answers during the attack");
+        assert!(!is_error(&out.result.unwrap()));
+    };
+    served(backend.url()).await;
+    let grown = rss(&backend).saturating_sub(before);
+    assert!(
+        grown < 40 * 1024 * 1024,
+        "the node server grew by {grown} bytes during the attack"
+    );
+    // Its budget is 16 MiB, one client's share 4 MiB and a bit (a refused body gives
+    // its part back, so a few more than four get some way): most were refused.
+    let mut statuses = Vec::new();
+    for s in attacks.iter_mut() {
+        statuses.push(read_status(s).await);
+    }
+    let busy = statuses.iter().filter(|&&s| s == 503).count();
+    assert!(busy >= 30, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|&s| s == 503 || s == 408),
+        "{statuses:?}"
+    );
+    drop(attacks);
+    // An initialize flood from one address churns only that address's sessions.
+    let flooder = reqwest::Client::builder()
+        .local_address(ip(8, 51))
+        .build()
+        .unwrap();
+    let proc_like = |addr: SocketAddr| format!("http://{addr}/mcp");
+    let init = |http: &reqwest::Client| {
+        let body = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+            "protocolVersion":"2025-03-26","capabilities":{},
+            "clientInfo":{"name":"abuse","version":"0"}}});
+        http.post(proc_like(backend.addr))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body.to_string())
+            .send()
+    };
+    let mut first = None;
+    for _ in 0..150 {
+        let r = init(&flooder).await.unwrap();
+        assert_eq!(r.status(), 200);
+        first.get_or_insert(r.headers()["mcp-session-id"].to_str().unwrap().to_string());
+    }
+    let legit = client(&backend.url(), ClientMode::Legacy);
+    let out = call(&legit, "node_info", json!({}), None).await;
+    assert!(!is_error(&out.result.unwrap()));
+    let r = flooder
+        .post(backend.url())
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", first.unwrap())
+        .body(r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "the flooder's oldest session was ended");
+}

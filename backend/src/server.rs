@@ -144,10 +144,22 @@ pub fn server_config(node_name: &str) -> ServerConfig {
     // The gateway accepts bodies up to 4 MiB and re-wraps them (its own id and
     // `_meta`): leave room so a request the gateway took is never too large here.
     cfg.max_body_bytes = 4 * 1024 * 1024 + 64 * 1024;
+    // Only the gateway calls a node server: a smaller budget keeps what slow or
+    // parked requests can pin well inside the pod's 128Mi.
+    cfg.body_budget_bytes = 16 * 1024 * 1024;
     cfg.instructions = Some(format!(
         "Read-only tools that report on the Kubernetes node {node_name}: identity, processes, disks and CPU."
     ));
     cfg
+}
+
+/// The node server's connection limits: the gateway pools a few connections per
+/// pod, so 256 leaves ample room while bounding what they can pin (256 x 64 KiB).
+pub fn connection_limits() -> mcp_protocol::serve::ConnectionLimits {
+    mcp_protocol::serve::ConnectionLimits {
+        max_connections: 256,
+        ..Default::default()
+    }
 }
 
 /// Serves the node tools on `listener` until `shutdown` resolves. The gateway's demo
@@ -165,8 +177,9 @@ pub async fn run(
         shutdown.await;
         stop.shutdown();
     };
-    mcp_protocol::serve::serve(
+    mcp_protocol::serve::serve_with(
         listener,
+        connection_limits(),
         move |req| route(server.clone(), req),
         shutdown,
         std::time::Duration::from_secs(10),
