@@ -11,7 +11,9 @@
 //! - [`sse`]: Server-Sent Events encoder and incremental decoder.
 //! - [`server`]: a Streamable HTTP server for tool servers of both eras (sessions, GET
 //!   streams, listen streams, progress, cancellation) over a small [`server::ToolHandler`] trait.
-//! - [`client`]: a Streamable HTTP client on reqwest that talks to servers of either era.
+//! - [`client`]: a Streamable HTTP client on reqwest that talks to servers of either era,
+//!   with [`client::SharedHeaders`] sent on every request (the caller's own credential).
+//! - [`token_file`]: a credential file re-read as it rotates, off the request path.
 
 pub mod bearer;
 pub mod body;
@@ -23,3 +25,4 @@ pub mod serve;
 pub mod server;
 pub mod session;
 pub mod sse;
+pub mod token_file;
