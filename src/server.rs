@@ -387,3 +387,49 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
     .await;
     follower.abort();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Cli;
+    use clap::Parser;
+
+    fn config(args: &[&str]) -> Config {
+        let mut argv = vec!["k8s-aggregator-mcp"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv)
+            .unwrap()
+            .settings
+            .validate()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_authenticator_has_a_verifier_per_enabled_mode() {
+        assert!(!build_authenticator(&config(&[])).unwrap().enabled());
+        let oauth = config(&[
+            "--auth-mode",
+            "oauth",
+            "--oauth-issuer",
+            "https://as.test",
+            "--oauth-resource",
+            "https://gw.test/mcp",
+            "--oauth-required-scopes",
+            "mcp:tools",
+        ]);
+        let auth = build_authenticator(&oauth).unwrap();
+        assert!(auth.enabled());
+        assert_eq!(
+            auth.www_authenticate(&crate::auth::AuthError::Missing),
+            "Bearer resource_metadata=\"https://gw.test/.well-known/oauth-protected-resource/mcp\", scope=\"mcp:tools\""
+        );
+        let m = resource_metadata(&oauth).unwrap();
+        let doc: Value = serde_json::from_slice(&m.document).unwrap();
+        assert_eq!(doc["resource"], "https://gw.test/mcp");
+        assert!(resource_metadata(&config(&[])).is_none());
+        let e = build_authenticator(&config(&["--auth-mode", "kubernetes"]))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("kubernetes"), "{e}");
+    }
+}

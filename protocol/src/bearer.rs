@@ -27,18 +27,10 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use bytes::Bytes;
-use http::{HeaderValue, Request, StatusCode, Uri, header};
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyOperations, PublicKeyUse};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
+use http::Uri;
+use jsonwebtoken::{Algorithm, Validation, errors::ErrorKind};
 use serde_json::{Map, Value};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -60,9 +52,6 @@ const MAX_KEY_AGE: Duration = Duration::from_secs(3600);
 /// After a failed fetch, the next attempt waits at least this long (or the refresh
 /// floor, if shorter), so an unreachable issuer is not retried per request.
 const FAILED_FETCH_BACKOFF: Duration = Duration::from_secs(5);
-/// Most keys kept from one set (a larger set is cut, not refused).
-const MAX_KEYS: usize = 100;
-
 /// The signature algorithms accepted: asymmetric only.
 pub const ALLOWED_ALGORITHMS: [Algorithm; 9] = [
     Algorithm::RS256,
@@ -218,42 +207,6 @@ impl BearerError {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, BearerError::KeysUnavailable(_))
     }
-}
-
-/// One usable verification key.
-struct KeyEntry {
-    kid: Option<String>,
-    /// The key's own `alg`, when the set states it.
-    alg: Option<Algorithm>,
-    kind: KeyKind,
-    key: DecodingKey,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum KeyKind {
-    Rsa,
-    P256,
-    P384,
-    Ed25519,
-}
-
-impl KeyKind {
-    fn fits(self, alg: Algorithm) -> bool {
-        use Algorithm::*;
-        matches!(
-            (self, alg),
-            (KeyKind::Rsa, RS256 | RS384 | RS512 | PS256 | PS384 | PS512)
-                | (KeyKind::P256, ES256)
-                | (KeyKind::P384, ES384)
-                | (KeyKind::Ed25519, EdDSA)
-        )
-    }
-}
-
-/// A loaded key set.
-struct KeySet {
-    keys: Vec<KeyEntry>,
-    fetched: Instant,
 }
 
 /// Bookkeeping of fetches, behind the refresh lock.
@@ -613,79 +566,6 @@ pub fn unverified_issuer(token: &str) -> Option<String> {
     claims.get("iss")?.as_str().map(str::to_owned)
 }
 
-/// A JWKS document into its usable signing keys.
-fn parse_jwks(doc: &[u8]) -> Result<KeySet, BearerError> {
-    #[derive(serde::Deserialize)]
-    struct Doc {
-        keys: Vec<Value>,
-    }
-    let doc: Doc = serde_json::from_slice(doc)
-        .map_err(|_| BearerError::KeysUnavailable("the document is not a JWK set".into()))?;
-    let mut keys = Vec::new();
-    for value in doc.keys.into_iter().take(MAX_KEYS) {
-        let Ok(jwk) = serde_json::from_value::<Jwk>(value) else {
-            continue;
-        };
-        if jwk
-            .common
-            .public_key_use
-            .as_ref()
-            .is_some_and(|u| *u != PublicKeyUse::Signature)
-        {
-            continue;
-        }
-        if jwk
-            .common
-            .key_operations
-            .as_ref()
-            .is_some_and(|ops| !ops.contains(&KeyOperations::Verify))
-        {
-            continue;
-        }
-        let kind = match &jwk.algorithm {
-            AlgorithmParameters::RSA(_) => KeyKind::Rsa,
-            AlgorithmParameters::EllipticCurve(p) => match p.curve {
-                EllipticCurve::P256 => KeyKind::P256,
-                EllipticCurve::P384 => KeyKind::P384,
-                _ => continue,
-            },
-            AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
-                KeyKind::Ed25519
-            }
-            // Symmetric (`oct`) and unknown keys are never used.
-            _ => continue,
-        };
-        let alg = match jwk.common.key_algorithm {
-            None => None,
-            Some(ka) => {
-                let name = format!("{ka:?}");
-                match ALLOWED_ALGORITHMS.iter().find(|a| format!("{a:?}") == name) {
-                    Some(a) => Some(*a),
-                    None => continue,
-                }
-            }
-        };
-        let Ok(key) = DecodingKey::from_jwk(&jwk) else {
-            continue;
-        };
-        keys.push(KeyEntry {
-            kid: jwk.common.key_id.clone(),
-            alg,
-            kind,
-            key,
-        });
-    }
-    if keys.is_empty() {
-        return Err(BearerError::KeysUnavailable(
-            "the key set holds no usable signing key".into(),
-        ));
-    }
-    Ok(KeySet {
-        keys,
-        fetched: Instant::now(),
-    })
-}
-
 /// The metadata URLs to try for `issuer`, in the MCP specification's order.
 fn metadata_urls(issuer: &str) -> Result<Vec<String>, BearerError> {
     let uri: Uri = issuer
@@ -712,31 +592,6 @@ fn metadata_urls(issuer: &str) -> Result<Vec<String>, BearerError> {
     })
 }
 
-/// HTTPS, or plain HTTP to a loopback host only.
-fn check_fetch_url(url: &str) -> Result<(), BearerError> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|_| BearerError::Config(format!("{url:?} is not a URL")))?;
-    match uri.scheme_str() {
-        Some("https") => Ok(()),
-        Some("http") if uri.host().is_some_and(is_loopback_host) => Ok(()),
-        Some("http") => Err(BearerError::Config(format!(
-            "{url} must use https (plain http is only allowed to loopback addresses)"
-        ))),
-        _ => Err(BearerError::Config(format!(
-            "{url:?} is not an http(s) URL"
-        ))),
-    }
-}
-
-fn is_loopback_host(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 /// At most 60 printable ASCII characters of an attacker-supplied string, for messages.
 fn printable(s: &str) -> String {
     s.chars()
@@ -745,143 +600,10 @@ fn printable(s: &str) -> String {
         .collect()
 }
 
-async fn read_capped(path: &Path, max: usize) -> Result<Vec<u8>, BearerError> {
-    let unavailable = |e: std::io::Error| {
-        BearerError::KeysUnavailable(format!("cannot read {}: {e}", path.display()))
-    };
-    let meta = tokio::fs::metadata(path).await.map_err(unavailable)?;
-    if meta.len() > max as u64 {
-        return Err(BearerError::KeysUnavailable(format!(
-            "{} is larger than {max} bytes",
-            path.display()
-        )));
-    }
-    tokio::fs::read(path).await.map_err(unavailable)
-}
-
-/// GETs small JSON documents over HTTPS with a deadline and a size cap.
-struct Fetcher {
-    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>,
-    token_file: Option<PathBuf>,
-    timeout: Duration,
-    max_bytes: usize,
-}
-
-impl Fetcher {
-    fn new(config: &FetchConfig) -> Result<Self, BearerError> {
-        let tls = tls_config(config.ca_file.as_deref())?;
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(config.timeout));
-        http.set_nodelay(true);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        Ok(Fetcher {
-            client: Client::builder(TokioExecutor::new()).build(connector),
-            token_file: config.token_file.clone(),
-            timeout: config.timeout,
-            max_bytes: config.max_bytes,
-        })
-    }
-
-    async fn get(&self, url: &str) -> Result<Vec<u8>, BearerError> {
-        check_fetch_url(url)?;
-        let unavailable = |what: String| BearerError::KeysUnavailable(format!("{url}: {what}"));
-        let mut req = Request::get(url).header(header::ACCEPT, "application/json");
-        if let Some(path) = &self.token_file {
-            let token = tokio::fs::read_to_string(path).await.map_err(|e| {
-                BearerError::KeysUnavailable(format!("cannot read {}: {e}", path.display()))
-            })?;
-            let mut value = HeaderValue::from_str(&format!("Bearer {}", token.trim()))
-                .map_err(|_| unavailable(format!("{} is not a token", path.display())))?;
-            value.set_sensitive(true);
-            req = req.header(header::AUTHORIZATION, value);
-        }
-        let req = req
-            .body(Empty::new())
-            .map_err(|_| unavailable("not a valid request URL".into()))?;
-        let work = async {
-            let resp = self
-                .client
-                .request(req)
-                .await
-                .map_err(|e| unavailable(format!("cannot connect: {}", error_chain(&e))))?;
-            let status = resp.status();
-            if status != StatusCode::OK {
-                return Err(unavailable(format!("answered HTTP {status}")));
-            }
-            let body = Limited::new(resp.into_body(), self.max_bytes)
-                .collect()
-                .await
-                .map_err(|_| {
-                    unavailable(format!(
-                        "the answer could not be read or is larger than {} bytes",
-                        self.max_bytes
-                    ))
-                })?;
-            Ok(body.to_bytes().to_vec())
-        };
-        match tokio::time::timeout(self.timeout, work).await {
-            Ok(r) => r,
-            Err(_) => Err(unavailable(format!("no answer within {:?}", self.timeout))),
-        }
-    }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        cur = inner.source();
-    }
-    s
-}
-
-/// rustls with ring (the stack kube already uses), trusting `ca_file` only when given,
-/// else the system roots.
-fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, BearerError> {
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            let pem = std::fs::read(path).map_err(|e| {
-                BearerError::Config(format!("cannot read the CA file {}: {e}", path.display()))
-            })?;
-            for cert in CertificateDer::pem_slice_iter(&pem) {
-                let cert = cert.map_err(|_| {
-                    BearerError::Config(format!(
-                        "{} is not a PEM certificate bundle",
-                        path.display()
-                    ))
-                })?;
-                roots.add(cert).map_err(|e| {
-                    BearerError::Config(format!("bad certificate in {}: {e}", path.display()))
-                })?;
-            }
-            if roots.is_empty() {
-                return Err(BearerError::Config(format!(
-                    "{} holds no certificate",
-                    path.display()
-                )));
-            }
-        }
-        None => {
-            for cert in rustls_native_certs::load_native_certs().certs {
-                let _ = roots.add(cert);
-            }
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| BearerError::Config(format!("TLS setup: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
-}
+mod fetch;
+mod keys;
+use fetch::{Fetcher, check_fetch_url, read_capped};
+use keys::{KeyEntry, KeySet, parse_jwks};
 
 #[cfg(test)]
 mod tests;

@@ -3,6 +3,8 @@
 
 use super::*;
 use crate::body::{self, Body};
+use http::{StatusCode, header};
+use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::json;
 use std::sync::Mutex;
