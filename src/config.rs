@@ -82,6 +82,10 @@ pub struct Settings {
     /// `kubernetes` (tokens checked with TokenReview), or `oauth,kubernetes` (either).
     #[arg(long, env = "AUTH_MODE", default_value = "none")]
     pub auth_mode: String,
+    /// Who may read /metrics: `none` (anyone who reaches the port, e.g. Prometheus) or
+    /// `required` (the same authentication as /mcp).
+    #[arg(long, env = "METRICS_AUTH", default_value = "none", value_parser = ["none", "required"])]
+    pub metrics_auth: String,
 
     // ---- OAuth 2.1 resource server (AUTH_MODE=oauth) -------------------------------
     /// Authorization server(s) whose access tokens are accepted (the exact `iss`),
@@ -172,6 +176,8 @@ pub struct Config {
     pub max_sessions: usize,
     /// Enabled authentication modes (none: open).
     pub auth_modes: AuthModes,
+    /// Whether /metrics is behind the same authentication as /mcp.
+    pub metrics_auth: bool,
     /// The OAuth resource-server settings (only when `auth_modes.oauth`).
     pub oauth: Option<OAuthConfig>,
     /// What the gateway sends to node servers to prove itself.
@@ -340,6 +346,7 @@ impl Settings {
             session_idle: Duration::from_secs(self.session_idle_seconds),
             max_sessions: self.max_sessions,
             auth_modes,
+            metrics_auth: self.metrics_auth == "required",
             oauth,
             backend_auth,
         })

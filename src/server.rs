@@ -65,6 +65,8 @@ pub struct App {
     pub auth: Authenticator,
     /// The RFC 9728 Protected Resource Metadata, in oauth mode.
     pub resource_metadata: Option<Arc<ResourceMetadata>>,
+    /// Whether `/metrics` needs the same authentication as `/mcp` (METRICS_AUTH).
+    pub metrics_auth: bool,
 }
 
 /// The Protected Resource Metadata document and the paths it is served on.
@@ -193,6 +195,7 @@ pub async fn start(config: &Config, discovery: Discovery) -> Result<App, StartEr
         upstreams,
         auth,
         resource_metadata: resource_metadata(config),
+        metrics_auth: config.metrics_auth,
     })
 }
 
@@ -278,6 +281,11 @@ pub async fn route(app: App, req: Request<hyper::body::Incoming>) -> Response<Bo
         }
         (&Method::GET, "/readyz") => readyz(&app),
         (&Method::GET, "/metrics") => {
+            if app.metrics_auth
+                && let Err(e) = app.auth.authenticate(req.headers()).await
+            {
+                return app.auth.refusal(&e);
+            }
             let mut r = Response::new(body::full(app.metrics.render(gauges(&app))));
             r.headers_mut().insert(
                 http::header::CONTENT_TYPE,

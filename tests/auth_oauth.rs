@@ -338,6 +338,14 @@ async fn a_401_points_at_rfc_9728_metadata_served_by_the_gateway() {
         .unwrap();
     assert_eq!(other.status(), 404);
 
+    // METRICS_AUTH=none (the default): Prometheus scrapes without a token.
+    let m = http
+        .get(format!("http://{}/metrics", s.gateway.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(m.status(), 200);
+
     // Without oauth mode there is no metadata.
     let (bip, gip) = (ip(5, 2), ip(5, 1));
     let port = procs::common_free_port(&[bip]);
@@ -404,4 +412,39 @@ async fn the_official_python_sdk_client_connects_with_a_bearer_token() {
     let doc = run(None, "auto");
     assert_eq!(doc["ok"], false, "{doc}");
     assert!(doc["result"].is_null(), "{doc}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_issuer_fails_closed_and_metrics_can_require_a_token() {
+    // A key-set URL where nothing listens: tokens cannot be checked -> 503, never 200.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}/jwks", closed.local_addr().unwrap());
+    drop(closed);
+    let s = OAuthSetup::start(
+        7,
+        &[
+            ("OAUTH_JWKS_URL", dead_url),
+            ("METRICS_AUTH", "required".into()),
+        ],
+    )
+    .await;
+    let r = list_raw(&s.gateway.url(), Some(&s.token(KEY_RSA))).await;
+    assert_eq!(r.status(), 503);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("cannot check the token now"), "{body}");
+    // /metrics now asks for a token like /mcp does; health stays open.
+    let http = reqwest::Client::new();
+    let m = http
+        .get(format!("http://{}/metrics", s.gateway.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(m.status(), 401);
+    assert!(www_authenticate(&m).starts_with("Bearer "));
+    let h = http
+        .get(format!("http://{}/healthz", s.gateway.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(h.status(), 200);
 }
