@@ -127,7 +127,7 @@ fn param(challenge: &str, name: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn valid_rsa_and_ec_tokens_list_and_call_tools_in_both_eras() {
-    let s = OAuthSetup::start(1, &[]).await;
+    let s = OAuthSetup::start(1, &[("OAUTH_ISSUER", format!("{ISS},https://second.test"))]).await;
     for key in [KEY_RSA, KEY_EC] {
         for mode in [ClientMode::Legacy, ClientMode::Modern] {
             let c = authed_client(&s.gateway.url(), mode, &s.token(key));
@@ -141,6 +141,14 @@ async fn valid_rsa_and_ec_tokens_list_and_call_tools_in_both_eras() {
     }
     let r = list_raw(&s.gateway.url(), Some(&s.token(KEY_RSA))).await;
     assert_eq!(r.status(), 200);
+    // Several issuers: each token is checked against its own issuer's settings.
+    let mut second = s.claims();
+    second["iss"] = json!("https://second.test");
+    let r = list_raw(&s.gateway.url(), Some(&sign(KEY_EC, &second))).await;
+    assert_eq!(r.status(), 200);
+    second["iss"] = json!("https://third.test");
+    let r = list_raw(&s.gateway.url(), Some(&sign(KEY_EC, &second))).await;
+    assert_eq!(r.status(), 401);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
