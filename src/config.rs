@@ -119,6 +119,67 @@ pub struct Settings {
     /// `kubernetes` (tokens checked with TokenReview), or `oauth,kubernetes` (either).
     #[arg(long, env = "AUTH_MODE", default_value = "none")]
     pub auth_mode: String,
+    /// Who may read /metrics: `none` (anyone who reaches the port, e.g. Prometheus) or
+    /// `required` (the same authentication as /mcp).
+    #[arg(long, env = "METRICS_AUTH", default_value = "none", value_parser = ["none", "required"])]
+    pub metrics_auth: String,
+
+    // ---- OAuth 2.1 resource server (AUTH_MODE=oauth) -------------------------------
+    /// Authorization server(s) whose access tokens are accepted (the exact `iss`),
+    /// comma-separated or repeated. Keys come from their metadata unless
+    /// OAUTH_JWKS_URL / OAUTH_JWKS_FILE is set.
+    #[arg(long, env = "OAUTH_ISSUER", value_delimiter = ',')]
+    pub oauth_issuer: Vec<String>,
+    /// The canonical URL of this gateway's MCP endpoint (e.g.
+    /// https://mcp.example.com/mcp): the RFC 9728 `resource` and the base of the
+    /// metadata URL. Required in oauth mode.
+    #[arg(long, env = "OAUTH_RESOURCE")]
+    pub oauth_resource: Option<String>,
+    /// The `aud` a token must contain (RFC 8707); default: OAUTH_RESOURCE.
+    #[arg(long, env = "OAUTH_AUDIENCE")]
+    pub oauth_audience: Option<String>,
+    /// Key set URL, instead of discovering it from the issuer.
+    #[arg(long, env = "OAUTH_JWKS_URL")]
+    pub oauth_jwks_url: Option<String>,
+    /// Key set file, instead of discovering it from the issuer (re-read on refresh).
+    #[arg(long, env = "OAUTH_JWKS_FILE")]
+    pub oauth_jwks_file: Option<std::path::PathBuf>,
+    /// Scopes every token must carry, space- or comma-separated (default: none).
+    #[arg(long, env = "OAUTH_REQUIRED_SCOPES", default_value = "")]
+    pub oauth_required_scopes: String,
+    /// Scopes advertised in the metadata (`scopes_supported`); default: the required ones.
+    #[arg(long, env = "OAUTH_SCOPES_SUPPORTED", default_value = "")]
+    pub oauth_scopes_supported: String,
+    /// The claim holding the caller's groups.
+    #[arg(long, env = "OAUTH_GROUPS_CLAIM", default_value = "groups")]
+    pub oauth_groups_claim: String,
+    /// Clock skew allowed for `exp` / `nbf`, in seconds.
+    #[arg(long, env = "OAUTH_LEEWAY_SECONDS", default_value_t = 30)]
+    pub oauth_leeway_seconds: u64,
+    /// Least seconds between two key-set fetches caused by unknown key ids (so made-up
+    /// `kid`s cannot hammer the issuer).
+    #[arg(long, env = "OAUTH_JWKS_MIN_REFRESH_SECONDS", default_value_t = 30)]
+    pub oauth_jwks_min_refresh_seconds: u64,
+    /// PEM bundle of CAs trusted when fetching issuer metadata and keys (default: the
+    /// system roots).
+    #[arg(long, env = "OAUTH_CA_FILE")]
+    pub oauth_ca_file: Option<std::path::PathBuf>,
+    // ---- end of OAuth ----------------------------------------------------------------
+
+    // ---- The gateway's own credential towards node servers --------------------------
+    /// A file holding the bearer token sent as `Authorization: Bearer` to every node
+    /// server (a projected ServiceAccount token, or a static token from a Secret);
+    /// re-read when it changes. The caller's own token is never forwarded.
+    #[arg(long, env = "BACKEND_TOKEN_FILE")]
+    pub backend_token_file: Option<std::path::PathBuf>,
+    /// Extra headers sent to every node server: `Name: value` pairs separated by
+    /// newlines or `;`.
+    #[arg(long, env = "BACKEND_EXTRA_HEADERS", default_value = "")]
+    pub backend_extra_headers: String,
+    /// A file with more such headers, one per line (read at start).
+    #[arg(long, env = "BACKEND_EXTRA_HEADERS_FILE")]
+    pub backend_extra_headers_file: Option<std::path::PathBuf>,
+    // ---- end of backend credential ---------------------------------------------------
 }
 
 /// Validated configuration.
@@ -166,6 +227,47 @@ pub struct Config {
     pub session_max_lifetime: Duration,
     /// Host names answered.
     pub hosts: HostPolicy,
+    /// Whether /metrics is behind the same authentication as /mcp.
+    pub metrics_auth: bool,
+    /// The OAuth resource-server settings (only when `auth_modes.oauth`).
+    pub oauth: Option<OAuthConfig>,
+    /// What the gateway sends to node servers to prove itself.
+    pub backend_auth: BackendAuth,
+}
+
+/// OAuth 2.1 resource-server settings (`OAUTH_*`).
+#[derive(Debug, Clone)]
+pub struct OAuthConfig {
+    /// Accepted issuers (exact `iss`), at least one.
+    pub issuers: Vec<String>,
+    /// The resource identifier: this gateway's MCP endpoint URL.
+    pub resource: String,
+    /// The required audience.
+    pub audience: String,
+    /// Where the keys come from (same for every issuer when overridden).
+    pub keys: mcp_protocol::bearer::KeySource,
+    /// Scopes every token needs.
+    pub required_scopes: Vec<String>,
+    /// Scopes advertised in the metadata.
+    pub scopes_supported: Vec<String>,
+    /// Claim holding the groups.
+    pub groups_claim: String,
+    /// `exp` / `nbf` leeway.
+    pub leeway: Duration,
+    /// Floor between key refreshes on unknown kids.
+    pub min_refresh: Duration,
+    /// CA bundle for fetches.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// The gateway's credential towards node servers (`BACKEND_TOKEN_FILE`,
+/// `BACKEND_EXTRA_HEADERS[_FILE]`).
+#[derive(Debug, Clone, Default)]
+pub struct BackendAuth {
+    /// The bearer token file, re-read as it rotates.
+    pub token_file: Option<std::path::PathBuf>,
+    /// Static extra headers (values never logged).
+    pub extra_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 /// The authentication modes `AUTH_MODE` turns on.
@@ -309,6 +411,12 @@ impl Settings {
             max_inflight: self.max_inflight,
             ..Caps::default()
         };
+        let oauth = if auth_modes.oauth {
+            Some(self.oauth_config()?)
+        } else {
+            None
+        };
+        let backend_auth = self.backend_auth()?;
         let static_nodes = self
             .static_nodes
             .as_deref()
@@ -336,8 +444,175 @@ impl Settings {
             max_sessions_per_client: self.max_sessions_per_client,
             session_max_lifetime: Duration::from_secs(self.session_max_lifetime_seconds),
             hosts,
+            metrics_auth: self.metrics_auth == "required",
+            oauth,
+            backend_auth,
         })
     }
+
+    fn oauth_config(&self) -> Result<OAuthConfig, ConfigError> {
+        let issuers: Vec<String> = self
+            .oauth_issuer
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if issuers.is_empty() {
+            return Err(bad(
+                "OAUTH_ISSUER",
+                "AUTH_MODE=oauth needs the authorization server's issuer URL",
+            ));
+        }
+        for i in &issuers {
+            if !(i.starts_with("https://") || i.starts_with("http://")) {
+                return Err(bad("OAUTH_ISSUER", format!("{i:?} is not an http(s) URL")));
+            }
+        }
+        let resource = self
+            .oauth_resource
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                bad(
+                    "OAUTH_RESOURCE",
+                    "AUTH_MODE=oauth needs the canonical URL of this gateway's MCP endpoint, e.g. https://mcp.example.com/mcp",
+                )
+            })?;
+        crate::auth::oauth::metadata_url(resource).map_err(|p| bad("OAUTH_RESOURCE", p))?;
+        let audience = self
+            .oauth_audience
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .unwrap_or(resource)
+            .to_string();
+        let keys = match (&self.oauth_jwks_url, &self.oauth_jwks_file) {
+            (Some(_), Some(_)) => {
+                return Err(bad(
+                    "OAUTH_JWKS_URL",
+                    "set OAUTH_JWKS_URL or OAUTH_JWKS_FILE, not both",
+                ));
+            }
+            (Some(url), None) => mcp_protocol::bearer::KeySource::Url(url.trim().to_string()),
+            (None, Some(file)) => mcp_protocol::bearer::KeySource::File(file.clone()),
+            (None, None) => mcp_protocol::bearer::KeySource::Discover,
+        };
+        if self.oauth_leeway_seconds > 300 {
+            return Err(bad("OAUTH_LEEWAY_SECONDS", "must be 0-300"));
+        }
+        if self.oauth_jwks_min_refresh_seconds > 86_400 {
+            return Err(bad("OAUTH_JWKS_MIN_REFRESH_SECONDS", "must be 0-86400"));
+        }
+        if self.oauth_groups_claim.trim().is_empty() {
+            return Err(bad("OAUTH_GROUPS_CLAIM", "must name a claim"));
+        }
+        let required_scopes = scope_list(&self.oauth_required_scopes);
+        let mut scopes_supported = scope_list(&self.oauth_scopes_supported);
+        if scopes_supported.is_empty() {
+            scopes_supported = required_scopes.clone();
+        }
+        Ok(OAuthConfig {
+            issuers,
+            resource: resource.to_string(),
+            audience,
+            keys,
+            required_scopes,
+            scopes_supported,
+            groups_claim: self.oauth_groups_claim.trim().to_string(),
+            leeway: Duration::from_secs(self.oauth_leeway_seconds),
+            min_refresh: Duration::from_secs(self.oauth_jwks_min_refresh_seconds),
+            ca_file: self.oauth_ca_file.clone(),
+        })
+    }
+
+    fn backend_auth(&self) -> Result<BackendAuth, ConfigError> {
+        let mut extra_headers =
+            parse_extra_headers("BACKEND_EXTRA_HEADERS", &self.backend_extra_headers)?;
+        if let Some(path) = &self.backend_extra_headers_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                bad(
+                    "BACKEND_EXTRA_HEADERS_FILE",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            extra_headers.extend(parse_extra_headers("BACKEND_EXTRA_HEADERS_FILE", &text)?);
+        }
+        if self.backend_token_file.is_some()
+            && extra_headers
+                .iter()
+                .any(|(n, _)| *n == http::header::AUTHORIZATION)
+        {
+            return Err(bad(
+                "BACKEND_EXTRA_HEADERS",
+                "names Authorization while BACKEND_TOKEN_FILE is set: use one of them",
+            ));
+        }
+        Ok(BackendAuth {
+            token_file: self.backend_token_file.clone(),
+            extra_headers,
+        })
+    }
+}
+
+/// Scopes separated by spaces and/or commas, duplicates dropped, order kept.
+fn scope_list(spec: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in spec.split([' ', ',', '\t', '\n']).filter(|s| !s.is_empty()) {
+        if !out.iter().any(|o| o == s) {
+            out.push(s.to_string());
+        }
+    }
+    out
+}
+
+/// Headers that the MCP client sets itself or that change the HTTP framing: an extra
+/// header may not name them.
+const RESERVED_HEADERS: [&str; 9] = [
+    "host",
+    "content-type",
+    "content-length",
+    "accept",
+    "connection",
+    "transfer-encoding",
+    "te",
+    "upgrade",
+    "keep-alive",
+];
+
+/// `Name: value` pairs separated by newlines or `;` (blank lines and `#` comments
+/// skipped). The error names the header, never its value.
+pub fn parse_extra_headers(
+    setting: &'static str,
+    spec: &str,
+) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, ConfigError> {
+    let mut out = Vec::new();
+    for item in spec.split(['\n', ';']).map(str::trim) {
+        if item.is_empty() || item.starts_with('#') {
+            continue;
+        }
+        let (name, value) = item
+            .split_once(':')
+            .ok_or_else(|| bad(setting, "each header must be `Name: value`"))?;
+        let name = http::HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| bad(setting, format!("{:?} is not a header name", name.trim())))?;
+        let lower = name.as_str();
+        if RESERVED_HEADERS.contains(&lower) || lower.starts_with("mcp-") {
+            return Err(bad(
+                setting,
+                format!("{lower} is set by the gateway itself and cannot be configured"),
+            ));
+        }
+        let mut value = http::HeaderValue::from_str(value.trim()).map_err(|_| {
+            bad(
+                setting,
+                format!("the value of {lower} is not a valid header value"),
+            )
+        })?;
+        value.set_sensitive(true);
+        out.push((name, value));
+    }
+    Ok(out)
 }
 
 /// `name=ip,name=ip` into a node map (all ready).
@@ -423,6 +698,59 @@ mod tests {
         assert!(both.oauth && both.kubernetes);
         assert_eq!(AuthModes::parse("ldap").unwrap_err().setting, "AUTH_MODE");
         assert!(AuthModes::parse("none,oauth").is_err());
+    }
+
+    #[test]
+    fn oauth_settings_are_checked_and_defaulted() {
+        let e = settings(&["--auth-mode", "oauth"]).validate().unwrap_err();
+        assert_eq!(e.setting, "OAUTH_ISSUER");
+        let e = settings(&["--auth-mode", "oauth", "--oauth-issuer", "https://as.test"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.setting, "OAUTH_RESOURCE");
+        let c = settings(&[
+            "--auth-mode",
+            "oauth",
+            "--oauth-issuer",
+            "https://a.test,https://b.test",
+            "--oauth-resource",
+            "https://gw.test/mcp",
+            "--oauth-required-scopes",
+            "mcp:tools, mcp:read mcp:tools",
+        ])
+        .validate()
+        .unwrap();
+        let o = c.oauth.unwrap();
+        assert_eq!(o.issuers, ["https://a.test", "https://b.test"]);
+        assert_eq!(o.audience, "https://gw.test/mcp");
+        assert_eq!(o.required_scopes, ["mcp:tools", "mcp:read"]);
+        assert_eq!(o.scopes_supported, o.required_scopes);
+        assert_eq!(o.groups_claim, "groups");
+        assert_eq!(o.leeway, Duration::from_secs(30));
+        assert_eq!(o.keys, mcp_protocol::bearer::KeySource::Discover);
+        assert!(settings(&[]).validate().unwrap().oauth.is_none());
+    }
+
+    #[test]
+    fn backend_extra_headers_parse_and_reserved_ones_are_refused() {
+        let h =
+            parse_extra_headers("X", "X-Tenant: blue; Authorization: Bearer abc\nX-Two:2").unwrap();
+        let names: Vec<_> = h.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["x-tenant", "authorization", "x-two"]);
+        assert_eq!(h[1].1, "Bearer abc");
+        assert!(parse_extra_headers("X", "Content-Type: text/plain").is_err());
+        assert!(parse_extra_headers("X", "Mcp-Session-Id: x").is_err());
+        let e = parse_extra_headers("X", "no colon secret-value").unwrap_err();
+        assert!(!e.to_string().contains("secret-value"), "{e}");
+        let e = settings(&[
+            "--backend-token-file",
+            "/tmp/t",
+            "--backend-extra-headers",
+            "Authorization: Bearer x",
+        ])
+        .validate()
+        .unwrap_err();
+        assert_eq!(e.setting, "BACKEND_EXTRA_HEADERS");
     }
 
     #[test]

@@ -15,13 +15,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
-use crate::auth::{Authenticator, CallerSource};
+use crate::auth::oauth::{self, OAuthVerifier};
+use crate::auth::{Authenticator, CallerSource, Challenge, TokenVerifier};
 use crate::catalog::Catalog;
 use crate::cluster::{Discovery, NodeMap};
 use crate::config::Config;
 use crate::gateway::{Gateway, Handler};
 use crate::metrics::{Gauges, Metrics};
-use crate::upstream::Upstreams;
+use crate::upstream::{BackendCredentials, Upstreams};
 
 /// `ttlMs` of the gateway's discover and list answers.
 const LIST_TTL_MS: u64 = 60_000;
@@ -45,6 +46,9 @@ pub enum StartError {
     /// No backend would list its tools.
     #[error("could not learn the tools: {0}")]
     NoTools(String),
+    /// An authentication mode cannot be set up.
+    #[error("authentication: {0}")]
+    Auth(String),
 }
 
 /// The running gateway's shared parts.
@@ -62,18 +66,72 @@ pub struct App {
     pub auth: Authenticator,
     /// Connection caps and deadlines of the listener.
     pub connections: ConnectionLimits,
+    /// The RFC 9728 Protected Resource Metadata, in oauth mode.
+    pub resource_metadata: Option<Arc<ResourceMetadata>>,
+    /// Whether `/metrics` needs the same authentication as `/mcp` (METRICS_AUTH).
+    pub metrics_auth: bool,
+}
+
+/// The Protected Resource Metadata document and the paths it is served on.
+pub struct ResourceMetadata {
+    /// The serialized document.
+    pub document: bytes::Bytes,
+    /// `/.well-known/oauth-protected-resource` and its path-suffixed forms.
+    pub paths: Vec<String>,
+}
+
+/// The authentication of `/mcp` for `config`: a verifier per enabled mode (any one
+/// accepting a token is enough). Key sets are loaded in the background right away so
+/// a misconfigured issuer shows in the log at start-up.
+pub fn build_authenticator(config: &Config) -> Result<Authenticator, StartError> {
+    let mut verifiers: Vec<Arc<dyn TokenVerifier>> = Vec::new();
+    let mut challenge = Challenge::default();
+    if let Some(oauth) = config.oauth.as_ref().filter(|_| config.auth_modes.oauth) {
+        let verifier = OAuthVerifier::new(oauth).map_err(|e| StartError::Auth(e.to_string()))?;
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            for v in verifier.verifiers() {
+                let v = v.clone();
+                rt.spawn(async move {
+                    match v.prefetch().await {
+                        Ok(n) => tracing::info!(issuer = %v.issuer(), keys = n, "OAuth: loaded the issuer's keys"),
+                        Err(e) => tracing::warn!(issuer = %v.issuer(), error = %e, "OAuth: cannot load the issuer's keys yet; tokens are refused (503) until they load"),
+                    }
+                });
+            }
+        }
+        challenge = oauth::challenge(oauth);
+        verifiers.push(Arc::new(verifier));
+    }
+    if config.auth_modes.kubernetes {
+        // kubernetes mode: see auth::kubernetes (TokenReview verifier, pushed here).
+        return Err(StartError::Auth(
+            "AUTH_MODE=kubernetes is not available in this build".into(),
+        ));
+    }
+    Ok(Authenticator::new(verifiers, challenge))
+}
+
+/// The metadata document when oauth mode is on.
+fn resource_metadata(config: &Config) -> Option<Arc<ResourceMetadata>> {
+    let oauth = config.oauth.as_ref().filter(|_| config.auth_modes.oauth)?;
+    Some(Arc::new(ResourceMetadata {
+        document: oauth::metadata_document(oauth),
+        paths: oauth::metadata_paths(&oauth.resource),
+    }))
 }
 
 /// Waits for discovery and learns the tools: what the seed did at start-up, but
 /// trying every ready backend rather than only the first.
 pub async fn start(config: &Config, discovery: Discovery) -> Result<App, StartError> {
+    let auth = build_authenticator(config)?;
     let sync_deadline = Duration::from_secs(30).max(config.startup_wait);
     let started = Instant::now();
     discovery.wait_synced(sync_deadline).await?;
-    let upstreams = Arc::new(Upstreams::new(
+    let upstreams = Arc::new(Upstreams::with_credentials(
         config.backend_port,
         &config.backend_path,
         config.call_timeout,
+        BackendCredentials::start(&config.backend_auth),
     ));
     let mut changes = discovery.changes();
     let tools = loop {
@@ -144,8 +202,10 @@ pub async fn start(config: &Config, discovery: Discovery) -> Result<App, StartEr
         gateway,
         metrics,
         upstreams,
-        auth: Authenticator::open(),
         connections: config.connections.clone(),
+        auth,
+        resource_metadata: resource_metadata(config),
+        metrics_auth: config.metrics_auth,
     })
 }
 
@@ -226,8 +286,16 @@ pub async fn route(app: App, req: Request<hyper::body::Incoming>) -> Response<Bo
     match (req.method(), req.uri().path()) {
         (_, "/mcp" | "/mcp/") => mcp(&app, req).await,
         (&Method::GET, "/healthz") => body::text_response(StatusCode::OK, "ok\n"),
+        (&Method::GET, path) if path.starts_with(oauth::METADATA_PATH) => {
+            protected_resource_metadata(&app, path)
+        }
         (&Method::GET, "/readyz") => readyz(&app),
         (&Method::GET, "/metrics") => {
+            if app.metrics_auth
+                && let Err(e) = app.auth.authenticate(req.headers()).await
+            {
+                return app.auth.refusal(&e);
+            }
             let mut r = Response::new(body::full(app.metrics.render(gauges(&app))));
             r.headers_mut().insert(
                 http::header::CONTENT_TYPE,
@@ -238,6 +306,29 @@ pub async fn route(app: App, req: Request<hyper::body::Incoming>) -> Response<Bo
         _ => body::text_response(
             StatusCode::NOT_FOUND,
             "not found: the MCP endpoint is /mcp\n",
+        ),
+    }
+}
+
+/// RFC 9728 metadata on its well-known paths, in oauth mode only (404 otherwise). It
+/// is public and read by browser-based clients, so any origin may read it.
+fn protected_resource_metadata(app: &App, path: &str) -> Response<Body> {
+    match &app.resource_metadata {
+        Some(m) if m.paths.iter().any(|p| p == path) => {
+            let mut r = body::json_response(StatusCode::OK, m.document.clone());
+            r.headers_mut().insert(
+                http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                http::HeaderValue::from_static("*"),
+            );
+            r
+        }
+        Some(_) => body::text_response(
+            StatusCode::NOT_FOUND,
+            "not found: the metadata is at /.well-known/oauth-protected-resource\n",
+        ),
+        None => body::text_response(
+            StatusCode::NOT_FOUND,
+            "not found: OAuth is not enabled here\n",
         ),
     }
 }
@@ -326,4 +417,50 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
     )
     .await;
     follower.abort();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Cli;
+    use clap::Parser;
+
+    fn config(args: &[&str]) -> Config {
+        let mut argv = vec!["k8s-aggregator-mcp"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv)
+            .unwrap()
+            .settings
+            .validate()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_authenticator_has_a_verifier_per_enabled_mode() {
+        assert!(!build_authenticator(&config(&[])).unwrap().enabled());
+        let oauth = config(&[
+            "--auth-mode",
+            "oauth",
+            "--oauth-issuer",
+            "https://as.test",
+            "--oauth-resource",
+            "https://gw.test/mcp",
+            "--oauth-required-scopes",
+            "mcp:tools",
+        ]);
+        let auth = build_authenticator(&oauth).unwrap();
+        assert!(auth.enabled());
+        assert_eq!(
+            auth.www_authenticate(&crate::auth::AuthError::Missing),
+            "Bearer resource_metadata=\"https://gw.test/.well-known/oauth-protected-resource/mcp\", scope=\"mcp:tools\""
+        );
+        let m = resource_metadata(&oauth).unwrap();
+        let doc: Value = serde_json::from_slice(&m.document).unwrap();
+        assert_eq!(doc["resource"], "https://gw.test/mcp");
+        assert!(resource_metadata(&config(&[])).is_none());
+        let e = build_authenticator(&config(&["--auth-mode", "kubernetes"]))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("kubernetes"), "{e}");
+    }
 }

@@ -3,14 +3,20 @@
 //!
 //! Pods are addressed only by the IPs Kubernetes reported (or the static node list);
 //! nothing a caller sends becomes a host name.
+//!
+//! Every request to a node server carries the gateway's own credential
+//! ([`BackendCredentials`]: `BACKEND_TOKEN_FILE`, `BACKEND_EXTRA_HEADERS`), never the
+//! caller's: the client's `Authorization` header stops at the gateway's edge, since
+//! only the forwarded call's params travel on.
 
 use bytes::Bytes;
 use mcp_protocol::client::{
-    ClientError, ClientOptions, McpClient, Reply, RequestOptions, http_client,
+    ClientError, ClientOptions, McpClient, Reply, RequestOptions, SharedHeaders, http_client,
 };
 use mcp_protocol::jsonrpc::RequestId;
 use mcp_protocol::mcp::{ProtocolVersion, meta};
 use mcp_protocol::server::ProgressSink;
+use mcp_protocol::token_file::{self, TokenFile};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -25,6 +31,72 @@ pub struct Upstreams {
     path: String,
     options: ClientOptions,
     clients: Mutex<HashMap<IpAddr, Arc<McpClient>>>,
+    /// Keeps the token-file watcher alive as long as the pool.
+    _credentials: BackendCredentials,
+}
+
+/// The headers the gateway sends to every node server to prove itself: the static
+/// extra headers plus `Authorization: Bearer` from the token file, rebuilt by a
+/// background watcher when the file changes (the kubelet rotates projected tokens).
+pub struct BackendCredentials {
+    /// What every backend request carries (shared with the clients' options).
+    headers: SharedHeaders,
+    /// The token-file watcher, stopped on drop.
+    watcher: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl BackendCredentials {
+    /// No credential: requests carry only the protocol's headers.
+    pub fn none() -> Self {
+        BackendCredentials {
+            headers: SharedHeaders::default(),
+            watcher: None,
+        }
+    }
+
+    /// The credentials of `config`; starts the token-file watcher when called inside
+    /// a tokio runtime.
+    pub fn start(config: &crate::config::BackendAuth) -> Self {
+        let mut fixed = http::HeaderMap::new();
+        for (name, value) in &config.extra_headers {
+            fixed.append(name.clone(), value.clone());
+        }
+        let Some(path) = &config.token_file else {
+            return BackendCredentials {
+                headers: SharedHeaders::new(fixed),
+                watcher: None,
+            };
+        };
+        let build = move |token: Option<Arc<str>>| {
+            let mut h = fixed.clone();
+            if let Some(t) = token
+                && let Ok(mut v) = http::HeaderValue::from_str(&format!("Bearer {t}"))
+            {
+                v.set_sensitive(true);
+                h.insert(http::header::AUTHORIZATION, v);
+            }
+            h
+        };
+        let file = TokenFile::load(path);
+        if file.current().is_some() {
+            tracing::info!(path = %path.display(), "sending the token of BACKEND_TOKEN_FILE to the node servers");
+        }
+        let headers = SharedHeaders::new(build(file.current()));
+        let shared = headers.clone();
+        let watcher = tokio::runtime::Handle::try_current().ok().map(|rt| {
+            let _guard = rt.enter();
+            file.watch(token_file::POLL_INTERVAL, move |t| shared.set(build(t)))
+        });
+        BackendCredentials { headers, watcher }
+    }
+}
+
+impl Drop for BackendCredentials {
+    fn drop(&mut self) {
+        if let Some(w) = self.watcher.take() {
+            w.abort();
+        }
+    }
 }
 
 /// Why a forwarded call produced no backend answer.
@@ -41,14 +113,26 @@ pub enum ForwardError {
 impl Upstreams {
     /// Clients for backends on `port` at `path`, with `timeout` as the default deadline.
     pub fn new(port: u16, path: &str, timeout: Duration) -> Self {
+        Self::with_credentials(port, path, timeout, BackendCredentials::none())
+    }
+
+    /// Like [`Upstreams::new`], every request carrying `credentials`.
+    pub fn with_credentials(
+        port: u16,
+        path: &str,
+        timeout: Duration,
+        credentials: BackendCredentials,
+    ) -> Self {
         let mut options = ClientOptions::new("k8s-aggregator-mcp", env!("CARGO_PKG_VERSION"));
         options.request_timeout = timeout;
+        options.extra_headers = credentials.headers.clone();
         Upstreams {
             http: http_client(Duration::from_secs(5)),
             port,
             path: path.to_string(),
             options,
             clients: Mutex::new(HashMap::new()),
+            _credentials: credentials,
         }
     }
 

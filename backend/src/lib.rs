@@ -3,6 +3,9 @@
 //!
 //! - [`tools`]: the node tools, read from procfs and statvfs.
 //! - [`server`]: the MCP handler over the tools and the HTTP routes.
+//! - [`auth`]: who may call (`CLIENT_AUTH`): only the gateway, by its ServiceAccount
+//!   token or a static token.
 
+pub mod auth;
 pub mod server;
 pub mod tools;

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
+use node_mcp_server::auth::{AuthSettings, ClientAuth};
 use node_mcp_server::tools::{HostPaths, ToolContext};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -28,6 +29,9 @@ struct Settings {
     /// Log format: text (terminal) or json (cluster).
     #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// Who may call (CLIENT_AUTH and its settings).
+    #[command(flatten)]
+    auth: AuthSettings,
 }
 
 #[tokio::main]
@@ -42,13 +46,29 @@ async fn main() -> anyhow::Result<()> {
         Some(n) => n,
         None => hostname(&host).context("NODE_NAME is not set and the hostname cannot be read")?,
     };
+    let auth = ClientAuth::from_settings(&settings.auth)?;
     let addr = SocketAddr::new(settings.bind, settings.port);
+    if auth.is_open() && !settings.bind.is_loopback() {
+        tracing::warn!(
+            %addr,
+            "CLIENT_AUTH=none: anyone who can reach this address can read this node's processes, disks and CPU; \
+             set CLIENT_AUTH=serviceaccount so only the gateway may call"
+        );
+    } else {
+        tracing::info!(mode = %settings.auth.client_auth, "client authentication on /mcp");
+    }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} (BIND_ADDRESS / BACKEND_PORT)"))?;
     tracing::info!(%addr, node = %node_name, proc = %settings.host_proc.display(), "node-mcp-server listening on /mcp");
     let ctx = ToolContext { node_name, host };
-    node_mcp_server::server::run(listener, ctx, mcp_protocol::serve::shutdown_signal()).await;
+    node_mcp_server::server::run_with_auth(
+        listener,
+        ctx,
+        std::sync::Arc::new(auth),
+        mcp_protocol::serve::shutdown_signal(),
+    )
+    .await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::ClientAuth;
 use crate::tools::{self, CallError, ToolContext};
 
 /// The node tools as an MCP tool handler.
@@ -122,13 +123,21 @@ async fn run_with_progress(
     }
 }
 
-/// Routes one HTTP request: the MCP endpoint and the health check.
+/// Routes one HTTP request: the MCP endpoint (behind `auth`, every method) and the
+/// health check (open, for the kubelet).
 pub async fn route(
     server: McpServer<NodeTools>,
+    auth: Arc<ClientAuth>,
     req: Request<hyper::body::Incoming>,
 ) -> Response<Body> {
     match (req.method(), req.uri().path()) {
-        (_, "/mcp" | "/mcp/") => server.handle(req).await,
+        (_, "/mcp" | "/mcp/") => match auth.check(req.headers()).await {
+            Ok(()) => server.handle(req).await,
+            Err(refusal) => {
+                tracing::debug!(reason = refusal.label(), method = %req.method(), "MCP request refused");
+                refusal.response()
+            }
+        },
         (&Method::GET, "/healthz") => body::text_response(StatusCode::OK, "ok\n"),
         _ => body::text_response(
             StatusCode::NOT_FOUND,
@@ -162,11 +171,22 @@ pub fn connection_limits() -> mcp_protocol::serve::ConnectionLimits {
     }
 }
 
-/// Serves the node tools on `listener` until `shutdown` resolves. The gateway's demo
-/// mode runs several of these in one process.
+/// Serves the node tools on `listener` to anyone until `shutdown` resolves. The
+/// gateway's demo mode runs several of these in one process.
 pub async fn run(
     listener: tokio::net::TcpListener,
     ctx: ToolContext,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    run_with_auth(listener, ctx, Arc::new(ClientAuth::None), shutdown).await
+}
+
+/// Serves the node tools on `listener` to callers `auth` accepts until `shutdown`
+/// resolves.
+pub async fn run_with_auth(
+    listener: tokio::net::TcpListener,
+    ctx: ToolContext,
+    auth: Arc<ClientAuth>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let cfg = server_config(&ctx.node_name);
@@ -180,7 +200,7 @@ pub async fn run(
     mcp_protocol::serve::serve_with(
         listener,
         connection_limits(),
-        move |req| route(server.clone(), req),
+        move |req| route(server.clone(), auth.clone(), req),
         shutdown,
         std::time::Duration::from_secs(10),
     )

@@ -45,6 +45,45 @@ pub struct ClientOptions {
     pub request_timeout: Duration,
     /// Largest answer accepted (JSON body, or one SSE line).
     pub max_message_bytes: usize,
+    /// Headers sent with every request (the caller's own credential towards this
+    /// server, extra headers a deployment needs); swappable while the client runs.
+    pub extra_headers: SharedHeaders,
+}
+
+/// A header set shared by clients and replaceable at run time (a rotated token file):
+/// each request clones the current map, a few headers, without touching the disk.
+/// `Debug` shows the header names only, never the values.
+#[derive(Clone, Default)]
+pub struct SharedHeaders(Arc<RwLock<Arc<HeaderMap>>>);
+
+impl SharedHeaders {
+    /// Starts with `headers`.
+    pub fn new(headers: HeaderMap) -> Self {
+        SharedHeaders(Arc::new(RwLock::new(Arc::new(headers))))
+    }
+
+    /// Replaces the set; requests sent from now on carry the new one.
+    pub fn set(&self, headers: HeaderMap) {
+        if let Ok(mut h) = self.0.write() {
+            *h = Arc::new(headers);
+        }
+    }
+
+    /// The current set.
+    pub fn get(&self) -> Arc<HeaderMap> {
+        match self.0.read() {
+            Ok(h) => h.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for SharedHeaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.get().keys().map(|k| k.as_str()))
+            .finish()
+    }
 }
 
 impl ClientOptions {
@@ -59,6 +98,7 @@ impl ClientOptions {
             mode: ClientMode::Auto,
             request_timeout: Duration::from_secs(60),
             max_message_bytes: 64 * 1024 * 1024,
+            extra_headers: SharedHeaders::default(),
         }
     }
 }
@@ -542,7 +582,8 @@ impl McpClient {
         method_name: &str,
         params: &mut Map<String, Value>,
     ) -> Result<HeaderMap, ClientError> {
-        let mut h = HeaderMap::new();
+        // The configured extra headers first: the protocol's own headers below win.
+        let mut h = HeaderMap::clone(&self.options.extra_headers.get());
         h.insert(
             CONTENT_TYPE,
             HeaderValue::from_static(headers::APPLICATION_JSON),
@@ -802,6 +843,7 @@ impl McpClient {
             let _ = self
                 .http
                 .delete(&self.url)
+                .headers(HeaderMap::clone(&self.options.extra_headers.get()))
                 .header(headers::MCP_SESSION_ID, v)
                 .send()
                 .await;

@@ -2,6 +2,8 @@
 //! Streamable HTTP, shared by the gateway, the example node server and the tests.
 //!
 //! Modules:
+//! - [`bearer`]: bearer JWTs checked against a JWKS (URL, file or issuer discovery), with
+//!   cached keys, bounded refresh and an asymmetric-only algorithm allow-list.
 //! - [`jsonrpc`]: JSON-RPC 2.0 envelopes, ids, error codes; payloads stay raw JSON.
 //! - [`mcp`]: protocol revisions and their two eras, method names, `_meta` keys, builders.
 //! - [`headers`]: the HTTP rules of Streamable HTTP: Accept / Content-Type negotiation,
@@ -9,8 +11,11 @@
 //! - [`sse`]: Server-Sent Events encoder and incremental decoder.
 //! - [`server`]: a Streamable HTTP server for tool servers of both eras (sessions, GET
 //!   streams, listen streams, progress, cancellation) over a small [`server::ToolHandler`] trait.
-//! - [`client`]: a Streamable HTTP client on reqwest that talks to servers of either era.
+//! - [`client`]: a Streamable HTTP client on reqwest that talks to servers of either era,
+//!   with [`client::SharedHeaders`] sent on every request (the caller's own credential).
+//! - [`token_file`]: a credential file re-read as it rotates, off the request path.
 
+pub mod bearer;
 pub mod body;
 pub mod client;
 pub mod headers;
@@ -20,3 +25,4 @@ pub mod serve;
 pub mod server;
 pub mod session;
 pub mod sse;
+pub mod token_file;

@@ -8,6 +8,8 @@
 //! Each mode (`AUTH_MODE`) is a [`TokenVerifier`]; with several, a token is accepted
 //! when any of them accepts it. With none (`AUTH_MODE=none`) every request is the
 //! anonymous caller.
+//!
+//! Modes: [`oauth`] (OAuth 2.1 access tokens, RFC 9728 metadata).
 
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use mcp_protocol::body::{self, Body};
@@ -15,6 +17,8 @@ use mcp_protocol::jsonrpc::{self, ErrorObject};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+
+pub mod oauth;
 
 /// A boxed future returned by verifiers.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;

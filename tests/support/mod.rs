@@ -3,5 +3,7 @@
 
 pub mod cluster;
 pub mod fake_kube;
+pub mod jwt;
 pub mod mcp;
 pub mod procs;
+pub mod recorder;

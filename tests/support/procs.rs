@@ -205,3 +205,37 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Starts `node-mcp-server` like [`spawn_backend`] with extra settings (`CLIENT_AUTH`...).
+pub async fn spawn_backend_with(node: &str, ip: IpAddr, port: u16, env: &[(&str, String)]) -> Proc {
+    let (log, file) = log_file(&format!("backend-{node}"));
+    let mut cmd = Command::new(bin("node-mcp-server"));
+    cmd.env("NODE_NAME", node)
+        .env("BIND_ADDRESS", ip.to_string())
+        .env("BACKEND_PORT", port.to_string())
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(file);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("spawn node-mcp-server");
+    let mut p = Proc {
+        child,
+        addr: SocketAddr::new(ip, port),
+        log,
+    };
+    wait_http(&mut p, "/healthz").await;
+    p
+}
+
+/// Starts the gateway on a port the caller chose (so its settings can name the
+/// gateway's own URL, e.g. OAUTH_RESOURCE) and waits until /readyz answers 200.
+pub async fn spawn_gateway_on(ip: IpAddr, port: u16, env: &[(&str, String)]) -> Proc {
+    let mut env = env.to_vec();
+    env.push(("FRONTEND_PORT", port.to_string()));
+    let mut p = launch_gateway(ip, &env);
+    p.addr = SocketAddr::new(ip, port);
+    wait_http(&mut p, "/readyz").await;
+    p
+}
