@@ -14,12 +14,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, Challenge};
 use crate::catalog::Catalog;
 use crate::cluster::{Discovery, NodeMap};
 use crate::config::Config;
 use crate::gateway::{Gateway, Handler};
 use crate::metrics::{Gauges, Metrics};
+use crate::policy::PolicyStore;
 use crate::upstream::Upstreams;
 
 /// `ttlMs` of the gateway's discover and list answers.
@@ -44,6 +45,9 @@ pub enum StartError {
     /// No backend would list its tools.
     #[error("could not learn the tools: {0}")]
     NoTools(String),
+    /// POLICY_FILE could not be loaded.
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
 }
 
 /// The running gateway's shared parts.
@@ -59,11 +63,39 @@ pub struct App {
     pub upstreams: Arc<Upstreams>,
     /// Who may call `/mcp` (open unless an AUTH_MODE is set).
     pub auth: Authenticator,
+    /// How often the policy file is checked for changes.
+    pub policy_reload: Duration,
 }
 
 /// Waits for discovery and learns the tools: what the seed did at start-up, but
 /// trying every ready backend rather than only the first.
 pub async fn start(config: &Config, discovery: Discovery) -> Result<App, StartError> {
+    start_with(config, discovery, None).await
+}
+
+/// [`start`] with the Kubernetes client to use for TokenReview (the one discovery
+/// uses); without one, Kubernetes mode infers its own (`STATIC_NODES` runs have none).
+pub async fn start_with(
+    config: &Config,
+    discovery: Discovery,
+    kube: Option<kube::Client>,
+) -> Result<App, StartError> {
+    let policy = Arc::new(match &config.policy_file {
+        Some(path) => {
+            let store = PolicyStore::load(path)?;
+            tracing::info!(path = %path.display(), rules = store.current().rule_count(), "authorization policy loaded");
+            store
+        }
+        None => {
+            if !config.auth_modes.is_open() {
+                tracing::warn!(
+                    "no POLICY_FILE: every authenticated caller may call every tool on every node"
+                );
+            }
+            PolicyStore::allow_all()
+        }
+    });
+    let auth = kubernetes_authenticator(config, kube).await?;
     let sync_deadline = Duration::from_secs(30).max(config.startup_wait);
     let started = Instant::now();
     discovery.wait_synced(sync_deadline).await?;
@@ -103,13 +135,16 @@ pub async fn start(config: &Config, discovery: Discovery) -> Result<App, StartEr
         ));
     }
     let metrics = Arc::new(Metrics::default());
-    let gateway = Arc::new(Gateway::new(
-        catalog,
-        discovery,
-        upstreams.clone(),
-        config.call_timeout,
-        metrics.clone(),
-    ));
+    let gateway = Arc::new(
+        Gateway::new(
+            catalog,
+            discovery,
+            upstreams.clone(),
+            config.call_timeout,
+            metrics.clone(),
+        )
+        .with_access(policy, config.audit_arguments),
+    );
     let mut server_config = ServerConfig::new("k8s-aggregator-mcp", env!("CARGO_PKG_VERSION"));
     server_config.info = Implementation {
         name: "k8s-aggregator-mcp".into(),
@@ -135,8 +170,29 @@ pub async fn start(config: &Config, discovery: Discovery) -> Result<App, StartEr
         gateway,
         metrics,
         upstreams,
-        auth: Authenticator::open(),
+        auth,
+        policy_reload: config.policy_reload,
     })
+}
+
+/// The authenticator of the Kubernetes mode (TokenReview), or the open one when the
+/// mode is off. (The OAuth mode's verifier joins this list where the modes are merged.)
+async fn kubernetes_authenticator(
+    config: &Config,
+    kube: Option<kube::Client>,
+) -> Result<Authenticator, StartError> {
+    if !config.auth_modes.kubernetes {
+        return Ok(Authenticator::open());
+    }
+    let client = match kube {
+        Some(c) => c,
+        None => crate::cluster::infer_client().await?,
+    };
+    tracing::info!(audiences = ?config.kubernetes_auth.audiences, "AUTH_MODE=kubernetes: callers' tokens are checked with TokenReview");
+    Ok(Authenticator::new(
+        vec![crate::auth::kubernetes::verifier(config, client)],
+        Challenge::default(),
+    ))
 }
 
 /// Lists the tools of the first ready backend that answers.
@@ -289,6 +345,13 @@ fn readyz(app: &App) -> Response<Body> {
 /// Serves the gateway on `listener` until `shutdown` resolves.
 pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     let follower = tokio::spawn(follow_cluster(app.clone()));
+    let policy_follower = tokio::spawn({
+        let store = app.gateway.policy().clone();
+        let mcp = app.mcp.clone();
+        let every = app.policy_reload;
+        // A new policy may change what each caller sees: tell clients to list again.
+        async move { crate::policy::follow_file(store, every, move || mcp.notify_tools_changed()).await }
+    });
     let mcp = app.mcp.clone();
     let shutdown = async move {
         shutdown.await;
@@ -303,4 +366,5 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
     )
     .await;
     follower.abort();
+    policy_follower.abort();
 }

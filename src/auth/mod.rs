@@ -9,6 +9,8 @@
 //! when any of them accepts it. With none (`AUTH_MODE=none`) every request is the
 //! anonymous caller.
 
+pub mod kubernetes;
+
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use mcp_protocol::body::{self, Body};
 use mcp_protocol::jsonrpc::{self, ErrorObject};
