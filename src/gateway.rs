@@ -140,6 +140,33 @@ impl ToolHandler for Handler {
         self.0.catalog().get(tool).map(|t| t.param_headers.clone())
     }
 
+    fn param_headers_for(
+        &self,
+        tool: &str,
+        request: &http::Extensions,
+    ) -> Option<Arc<[ParamHeader]>> {
+        let catalog = self.0.catalog();
+        let served = catalog.get(tool)?;
+        let policy = self.0.policy.current();
+        if !policy.is_allow_all() {
+            let anonymous = Caller::anonymous();
+            let caller = request
+                .get::<Arc<Caller>>()
+                .map(Arc::as_ref)
+                .unwrap_or(&anonymous);
+            let facts = ToolFacts {
+                name: tool,
+                read_only: served.read_only,
+            };
+            if !policy.grants(caller).may_see(facts) {
+                // Hidden from this caller: it cannot know the headers; the call is
+                // refused by the policy instead of a header mismatch.
+                return None;
+            }
+        }
+        Some(served.param_headers.clone())
+    }
+
     fn call_tool(&self, call: ToolCall) -> BoxFuture<Result<Bytes, ErrorObject>> {
         let gw = self.0.clone();
         // Every debug line of the call carries its id, tool, node and pod IP (a debug
