@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
+use node_mcp_server::tools::redact::CmdlineMode;
 use node_mcp_server::tools::{HostPaths, ToolContext};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -28,6 +29,10 @@ struct Settings {
     /// Log format: text (terminal) or json (cluster).
     #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// How list_processes shows command lines: `redacted` (likely secrets such as
+    /// --password=..., tokens, URL passwords replaced by ***), `full`, or `none`.
+    #[arg(long, env = "PROCESS_CMDLINE", default_value = "redacted", value_parser = CmdlineMode::parse)]
+    process_cmdline: CmdlineMode,
 }
 
 #[tokio::main]
@@ -47,7 +52,11 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr} (BIND_ADDRESS / BACKEND_PORT)"))?;
     tracing::info!(%addr, node = %node_name, proc = %settings.host_proc.display(), "node-mcp-server listening on /mcp");
-    let ctx = ToolContext { node_name, host };
+    let ctx = ToolContext {
+        node_name,
+        host,
+        cmdline: settings.process_cmdline,
+    };
     node_mcp_server::server::run(listener, ctx, mcp_protocol::serve::shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())
