@@ -508,3 +508,38 @@ async fn sdk_client_with_a_kubernetes_token_sees_its_tools_and_is_refused_the_re
     let doc = sdk_bearer(&url, "ops-token", "auto", &[]).await;
     assert!(doc["tools"].as_array().unwrap().len() > 1, "{doc:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_mode_with_static_nodes_infers_its_own_client() {
+    // No discovery client (STATIC_NODES): the gateway still finds the API server
+    // through KUBECONFIG for TokenReview.
+    let kube = support::fake_kube::FakeKube::start().await;
+    kube.add_token(
+        "reader-token",
+        TokenUser::service_account("agents", "reader", &[AUDIENCE]),
+    );
+    let port = procs::common_free_port(&[ip(6, 2)]);
+    let _backend = procs::spawn_backend("static-1", ip(6, 2), port).await;
+    let gateway = procs::spawn_gateway(
+        ip(6, 1),
+        &[
+            ("AUTH_MODE", "kubernetes".into()),
+            ("STATIC_NODES", format!("static-1={}", ip(6, 2))),
+            ("BACKEND_PORT", port.to_string()),
+            ("KUBECONFIG", kube.kubeconfig_path().display().to_string()),
+        ],
+    )
+    .await;
+    let (status, _, _) = raw_list(&gateway.url(), None).await;
+    assert_eq!(status, 401);
+    let (status, _, body) = raw_list(&gateway.url(), Some("reader-token")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!body["result"]["tools"].as_array().unwrap().is_empty());
+    assert_eq!(kube.token_reviews(), 1);
+    assert!(
+        kube.requests()
+            .iter()
+            .all(|r| r.resource() == Some("tokenreviews")),
+        "no discovery with STATIC_NODES"
+    );
+}
