@@ -196,10 +196,15 @@ impl ToolHandler for Handler {
 
 /// What the audit line of one call says, taken before the call is routed.
 struct Audit {
+    /// Who called (anonymous when authentication is off).
     caller: Arc<Caller>,
+    /// The JSON-RPC id, to find the call in other logs.
     request_id: String,
+    /// The tool asked for.
     tool: String,
+    /// The `node` argument as sent (even when it names no known node).
     node: Option<String>,
+    /// The other arguments as JSON, only with AUDIT_ARGUMENTS=true.
     arguments: Option<String>,
 }
 

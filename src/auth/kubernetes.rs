@@ -37,12 +37,16 @@ pub fn verifier(config: &Config, client: kube::Client) -> Arc<dyn TokenVerifier>
 
 /// Checks tokens with TokenReview, caching positive answers.
 pub struct TokenReviewVerifier {
+    /// Shared with the futures `verify` returns (they are `'static`).
     inner: Arc<Inner>,
 }
 
 struct Inner {
+    /// `POST /apis/authentication.k8s.io/v1/tokenreviews` (cluster-scoped).
     api: Api<TokenReview>,
+    /// Audiences, deadline, cache size and lifetime.
     settings: KubernetesAuthConfig,
+    /// Accepted tokens by SHA-256; a std mutex, held only for a map operation.
     cache: Mutex<TokenCache>,
 }
 
@@ -225,7 +229,9 @@ fn time_left(exp: u64, now: SystemTime) -> Duration {
 
 /// Accepted tokens by hash, each until its deadline; at most `max` entries.
 struct TokenCache {
+    /// Token hash -> (caller, accepted until).
     entries: HashMap<[u8; 32], (Caller, Instant)>,
+    /// Capacity (TOKEN_CACHE_MAX_ENTRIES).
     max: usize,
 }
 

@@ -26,12 +26,14 @@
 //! modification time); a file that does not parse keeps the previous policy and logs
 //! an error.
 
+mod store;
+
 use serde::Deserialize;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::path::PathBuf;
 
 use crate::auth::{Caller, CallerSource};
+
+pub use store::{PolicyStore, Reload, follow_file};
 
 /// Why a policy could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +60,9 @@ pub enum PolicyError {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PolicyFile {
+    /// What callers no rule names get.
     default: Decision,
+    /// The rules, any of which may grant.
     #[serde(default)]
     rules: Vec<RuleSpec>,
 }
@@ -73,10 +77,14 @@ enum Decision {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RuleSpec {
+    /// Shown in refusals ("rule N" when absent).
     #[serde(default)]
     name: Option<String>,
+    /// Who the rule is for (any one matching).
     subjects: Vec<SubjectSpec>,
+    /// Which tools: globs or the built-in set.
     tools: ToolsSpec,
+    /// Which nodes (globs); every node when absent.
     #[serde(default)]
     nodes: Option<Vec<String>>,
 }
@@ -103,15 +111,21 @@ pub const READ_ONLY: &str = "read-only";
 /// A compiled policy.
 #[derive(Debug, Clone)]
 pub struct Policy {
+    /// `default: allow`.
     default_allow: bool,
+    /// The compiled rules, in file order.
     rules: Vec<Rule>,
 }
 
 #[derive(Debug, Clone)]
 struct Rule {
+    /// For messages.
     name: String,
+    /// Who it applies to.
     subjects: Vec<Subject>,
+    /// What it allows.
     tools: Tools,
+    /// Where it allows it.
     nodes: Vec<Glob>,
 }
 
@@ -408,128 +422,6 @@ impl Glob {
     }
 }
 
-/// The policy in force, and where it comes from.
-pub struct PolicyStore {
-    current: RwLock<Arc<Policy>>,
-    file: Option<PathBuf>,
-    /// The content the current policy was parsed from (or last failed to parse).
-    last_text: Mutex<Option<Vec<u8>>>,
-}
-
-/// What a reload found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reload {
-    /// Same content as before (or no file).
-    Unchanged,
-    /// A new policy is in force.
-    Changed,
-    /// The file changed but could not be read or parsed; the previous policy stays.
-    Failed,
-}
-
-impl PolicyStore {
-    /// No file: everything allowed.
-    pub fn allow_all() -> Self {
-        PolicyStore {
-            current: RwLock::new(Arc::new(Policy::allow_all())),
-            file: None,
-            last_text: Mutex::new(None),
-        }
-    }
-
-    /// Loads `path`; an unreadable or invalid file is an error (the gateway does not
-    /// start with a policy it cannot read).
-    pub fn load(path: &Path) -> Result<Self, PolicyError> {
-        let text = std::fs::read(path).map_err(|error| PolicyError::Read {
-            path: path.to_path_buf(),
-            error,
-        })?;
-        let policy = parse_bytes(&text).map_err(|problem| PolicyError::Invalid {
-            path: path.to_path_buf(),
-            problem,
-        })?;
-        Ok(PolicyStore {
-            current: RwLock::new(Arc::new(policy)),
-            file: Some(path.to_path_buf()),
-            last_text: Mutex::new(Some(text)),
-        })
-    }
-
-    /// The policy in force (one `Arc` clone).
-    pub fn current(&self) -> Arc<Policy> {
-        match self.current.read() {
-            Ok(p) => p.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    /// The policy file, if any.
-    pub fn file(&self) -> Option<&Path> {
-        self.file.as_deref()
-    }
-
-    /// Re-reads the file; swaps the policy when the content changed and parses.
-    pub fn reload(&self) -> Reload {
-        let Some(path) = &self.file else {
-            return Reload::Unchanged;
-        };
-        let text = match std::fs::read(path) {
-            Ok(t) => t,
-            Err(error) => {
-                // A ConfigMap update swaps symlinks; a missing file for a moment is normal.
-                tracing::debug!(path = %path.display(), %error, "cannot read POLICY_FILE now; keeping the policy in force");
-                return Reload::Unchanged;
-            }
-        };
-        let mut last = self.last_text.lock().unwrap_or_else(|e| e.into_inner());
-        if last.as_deref() == Some(text.as_slice()) {
-            return Reload::Unchanged;
-        }
-        let parsed = parse_bytes(&text);
-        *last = Some(text);
-        drop(last);
-        match parsed {
-            Ok(policy) => {
-                tracing::info!(path = %path.display(), rules = policy.rule_count(), default_allow = policy.default_allow, "policy reloaded");
-                if let Ok(mut cur) = self.current.write() {
-                    *cur = Arc::new(policy);
-                }
-                Reload::Changed
-            }
-            Err(problem) => {
-                tracing::error!(path = %path.display(), %problem, "POLICY_FILE changed but is not a valid policy; keeping the previous policy");
-                Reload::Failed
-            }
-        }
-    }
-}
-
-fn parse_bytes(text: &[u8]) -> Result<Policy, String> {
-    let text = std::str::from_utf8(text).map_err(|_| "the file is not UTF-8".to_string())?;
-    Policy::parse(text)
-}
-
-/// Polls the policy file every `every` and calls `on_change` after each swap; runs
-/// until the task is aborted. Does nothing without a file.
-pub async fn follow_file(store: Arc<PolicyStore>, every: Duration, on_change: impl Fn()) {
-    if store.file().is_none() {
-        return;
-    }
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        let s = store.clone();
-        let outcome = tokio::task::spawn_blocking(move || s.reload())
-            .await
-            .unwrap_or(Reload::Unchanged);
-        if outcome == Reload::Changed {
-            on_change();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -666,32 +558,5 @@ rules:
             let e = Policy::parse(text).unwrap_err();
             assert!(e.contains(needle), "{text:?}: {e}");
         }
-    }
-
-    #[test]
-    fn the_store_reloads_changed_content_and_keeps_the_last_good_policy() {
-        let dir = std::env::temp_dir().join(format!("policy-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("policy.yaml");
-        std::fs::write(&path, "default: deny\n").unwrap();
-        let store = PolicyStore::load(&path).unwrap();
-        assert!(!store.current().grants(&sa("a", "b")).may_see(RO));
-        assert_eq!(store.reload(), Reload::Unchanged);
-        std::fs::write(&path, "default: allow\n").unwrap();
-        assert_eq!(store.reload(), Reload::Changed);
-        assert!(store.current().grants(&sa("a", "b")).may_see(RO));
-        std::fs::write(&path, "default: [broken\n").unwrap();
-        assert_eq!(store.reload(), Reload::Failed);
-        assert!(store.current().grants(&sa("a", "b")).may_see(RO));
-        assert_eq!(
-            store.reload(),
-            Reload::Unchanged,
-            "a bad file is reported once"
-        );
-        std::fs::remove_file(&path).unwrap();
-        assert_eq!(store.reload(), Reload::Unchanged);
-        assert!(store.current().grants(&sa("a", "b")).may_see(RO));
-        assert!(PolicyStore::load(&path).is_err());
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
