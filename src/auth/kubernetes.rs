@@ -48,7 +48,13 @@ struct Inner {
     settings: KubernetesAuthConfig,
     /// Accepted tokens by SHA-256; a std mutex, held only for a map operation.
     cache: Mutex<TokenCache>,
+    /// Caps TokenReviews in flight, so a burst of new (or bogus) tokens cannot flood
+    /// the API server; a review waiting here counts against its deadline.
+    in_flight: tokio::sync::Semaphore,
 }
+
+/// Most TokenReviews in flight at once ([`Inner::in_flight`]).
+pub const MAX_CONCURRENT_REVIEWS: usize = 32;
 
 impl TokenReviewVerifier {
     /// A verifier using `client` with `settings`.
@@ -59,6 +65,7 @@ impl TokenReviewVerifier {
                 api: Api::all(client),
                 settings,
                 cache: Mutex::new(cache),
+                in_flight: tokio::sync::Semaphore::new(MAX_CONCURRENT_REVIEWS),
             }),
         }
     }
@@ -106,10 +113,10 @@ impl Inner {
             },
             ..TokenReview::default()
         };
-        let answer = tokio::time::timeout(
-            self.settings.review_timeout,
-            self.api.create(&PostParams::default(), &review),
-        )
+        let answer = tokio::time::timeout(self.settings.review_timeout, async {
+            let _permit = self.in_flight.acquire().await;
+            self.api.create(&PostParams::default(), &review).await
+        })
         .await;
         let answer = match answer {
             Err(_) => {
