@@ -543,3 +543,57 @@ async fn kubernetes_mode_with_static_nodes_infers_its_own_client() {
         "no discovery with STATIC_NODES"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_read_only_builtin_allows_exactly_the_read_only_tools_of_a_fastmcp_backend() {
+    // A backend nobody here wrote: FastMCP's plan_inspection says readOnlyHint: true,
+    // echo_node and slow_count say nothing.
+    let kube = support::fake_kube::FakeKube::start().await;
+    kube.add_token(
+        "reader-token",
+        TokenUser::service_account("agents", "reader", &[AUDIENCE]),
+    );
+    let port = procs::common_free_port(&[ip(7, 2)]);
+    let opts = interop::FastMcpOptions {
+        node_name: Some("fast-1".into()),
+        ..Default::default()
+    };
+    let host = ip(7, 2).to_string();
+    let _backend =
+        tokio::task::spawn_blocking(move || interop::spawn_fastmcp_backend_with(&host, port, opts))
+            .await
+            .unwrap();
+    kube.set_node("fast-1", ip(7, 2), true);
+    let policy = policy_file(
+        "readonly",
+        "default: deny\nrules:\n  - subjects: [{serviceAccount: agents/reader}]\n    tools: read-only\n",
+    );
+    let gateway = procs::spawn_gateway(
+        ip(7, 1),
+        &[
+            ("AUTH_MODE", "kubernetes".into()),
+            ("POLICY_FILE", policy.display().to_string()),
+            ("BACKEND_PORT", port.to_string()),
+            ("KUBECONFIG", kube.kubeconfig_path().display().to_string()),
+        ],
+    )
+    .await;
+    for mode in [ClientMode::Legacy, ClientMode::Modern] {
+        let reader = client_with_token(&gateway.url(), mode, "reader-token");
+        let tools = reader.list_tools().await.unwrap().unwrap();
+        assert_eq!(tool_names(&tools), ["plan_inspection"], "{mode:?}");
+        let out = call(
+            &reader,
+            "plan_inspection",
+            json!({"node": "fast-1", "checks": [{"name": "disk", "severity": "high"}], "mode": "deep"}),
+            None,
+        )
+        .await;
+        let r = out.result.expect("result");
+        assert!(!is_error(&r), "{mode:?}: {r}");
+        let out = call(&reader, "echo_node", json!({"node": "fast-1"}), None).await;
+        let r = out.result.expect("result");
+        assert!(is_error(&r), "{mode:?}: {r}");
+        assert!(text(&r).contains("not read-only"), "{mode:?}: {r}");
+    }
+}
