@@ -7,7 +7,9 @@
 //! API server that errors, forbids the review or is down fails closed with 503 and a
 //! clear error; tools/list is filtered per caller in both eras; an allowed call runs; a
 //! denied call is a tool error naming what is missing and never reaches a node server;
-//! a policy file change takes effect without a restart (a broken one is ignored); one
+//! a policy file change takes effect without a restart and clients are told
+//! (`notifications/tools/list_changed`; a broken file is ignored); `tools: read-only`
+//! against a FastMCP backend; Kubernetes mode with STATIC_NODES; one
 //! audit line per call; the official MCP Python SDK client with a bearer token sees the
 //! same.
 
@@ -408,6 +410,31 @@ async fn policy_file_change_takes_effect_without_restart() {
         tool_names(&reader.list_tools().await.unwrap().unwrap()),
         ["node_info"]
     );
+    // A legacy session of the reader with its GET stream open, to hear list_changed.
+    let http = reqwest::Client::new();
+    let init = http
+        .post(&url)
+        .bearer_auth("reader-token")
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#)
+        .send()
+        .await
+        .unwrap();
+    let session = init.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let mut stream = http
+        .get(&url)
+        .bearer_auth("reader-token")
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
     // A ConfigMap update: a new file swapped in (rename, as the kubelet's symlink swap).
     let tmp = policy.with_extension("new");
     std::fs::write(
@@ -416,6 +443,22 @@ async fn policy_file_change_takes_effect_without_restart() {
     )
     .unwrap();
     std::fs::rename(&tmp, &policy).unwrap();
+    let mut seen = String::new();
+    let told = tokio::time::timeout(DEADLINE, async {
+        while let Ok(Some(chunk)) = stream.chunk().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.contains("notifications/tools/list_changed") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(
+        told,
+        Ok(true),
+        "no list_changed after the policy changed: {seen:?}"
+    );
     procs::eventually("the new policy shows every tool", DEADLINE, || async {
         reader
             .list_tools()
