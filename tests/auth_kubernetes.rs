@@ -579,6 +579,33 @@ async fn kubernetes_mode_with_static_nodes_infers_its_own_client() {
     assert_eq!(status, 200, "{body}");
     assert!(!body["result"]["tools"].as_array().unwrap().is_empty());
     assert_eq!(kube.token_reviews(), 1);
+    // scripts/smoke.sh (what `just smoke` runs) with and without --token-file.
+    let token = policy_file("smoke-token", "reader-token\n");
+    let url = gateway.url();
+    let smoke = move |token: Option<PathBuf>| {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut cmd = Command::new("bash");
+            cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/smoke.sh"))
+                .arg(&url);
+            if let Some(t) = token {
+                cmd.arg("--token-file").arg(t);
+            }
+            cmd.output().unwrap()
+        })
+    };
+    let out = smoke(Some(token)).await.unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("smoke: PASS"), "{text}");
+    let out = smoke(None).await.unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        text.contains("HTTP 401") && text.contains("--token-file"),
+        "{text}"
+    );
     assert!(
         kube.requests()
             .iter()
