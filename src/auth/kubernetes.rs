@@ -53,7 +53,7 @@ struct Inner {
     in_flight: tokio::sync::Semaphore,
 }
 
-/// Most TokenReviews in flight at once ([`Inner::in_flight`]).
+/// Most TokenReviews in flight at once (a semaphore in the verifier).
 pub const MAX_CONCURRENT_REVIEWS: usize = 32;
 
 impl TokenReviewVerifier {
