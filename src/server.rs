@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
-use crate::auth::{Authenticator, Challenge};
+use crate::auth::{AuthError, Authenticator, BoxFuture, Caller, Challenge, TokenVerifier};
 use crate::catalog::Catalog;
 use crate::cluster::{Discovery, NodeMap};
 use crate::config::Config;
@@ -175,24 +175,45 @@ pub async fn start_with(
     })
 }
 
-/// The authenticator of the Kubernetes mode (TokenReview), or the open one when the
-/// mode is off. (The OAuth mode's verifier joins this list where the modes are merged.)
+/// The authenticator of the Kubernetes mode (TokenReview), or the open one when no
+/// mode is on. (The OAuth mode's verifier joins this list where the modes are merged;
+/// until then an `oauth` mode refuses every token, so the gateway is never left open.)
 async fn kubernetes_authenticator(
     config: &Config,
     kube: Option<kube::Client>,
 ) -> Result<Authenticator, StartError> {
-    if !config.auth_modes.kubernetes {
+    if config.auth_modes.is_open() {
         return Ok(Authenticator::open());
     }
-    let client = match kube {
-        Some(c) => c,
-        None => crate::cluster::infer_client().await?,
-    };
-    tracing::info!(audiences = ?config.kubernetes_auth.audiences, "AUTH_MODE=kubernetes: callers' tokens are checked with TokenReview");
-    Ok(Authenticator::new(
-        vec![crate::auth::kubernetes::verifier(config, client)],
-        Challenge::default(),
-    ))
+    let mut verifiers: Vec<Arc<dyn TokenVerifier>> = Vec::new();
+    if config.auth_modes.kubernetes {
+        let client = match kube {
+            Some(c) => c,
+            None => crate::cluster::infer_client().await?,
+        };
+        tracing::info!(audiences = ?config.kubernetes_auth.audiences, "AUTH_MODE=kubernetes: callers' tokens are checked with TokenReview");
+        verifiers.push(crate::auth::kubernetes::verifier(config, client));
+    }
+    if config.auth_modes.oauth {
+        tracing::error!(
+            "AUTH_MODE=oauth: this build has no OAuth verifier; OAuth tokens are refused"
+        );
+        verifiers.push(Arc::new(NoOAuth));
+    }
+    Ok(Authenticator::new(verifiers, Challenge::default()))
+}
+
+/// Stands in for the OAuth mode in a build without it: refuses every token.
+struct NoOAuth;
+
+impl TokenVerifier for NoOAuth {
+    fn verify(&self, _token: &str) -> BoxFuture<Result<Caller, AuthError>> {
+        Box::pin(async {
+            Err(AuthError::Invalid(
+                "OAuth access tokens are not accepted by this gateway build".into(),
+            ))
+        })
+    }
 }
 
 /// Lists the tools of the first ready backend that answers.
