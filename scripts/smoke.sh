@@ -2,9 +2,13 @@
 # Smoke test of a running k8s-aggregator-mcp gateway (or of any MCP server whose
 # tools take a `node` argument), with curl and python3 only.
 #
-#   scripts/smoke.sh URL [--node NAME] [--tool TOOL] [--max-time SECONDS] [--verbose]
+#   scripts/smoke.sh URL [--node NAME] [--tool TOOL] [--token-file FILE] [--max-time SECONDS] [--verbose]
 #   scripts/smoke.sh http://127.0.0.1:9029/mcp            # just demo / just port-forward
-#   scripts/smoke.sh https://mcp.apps.example.com/mcp --node worker-1
+#   scripts/smoke.sh https://mcp.apps.example.com/mcp --node worker-1 --token-file token
+#
+# --token-file (or MCP_TOKEN_FILE): a bearer token sent as Authorization on every
+# request (AUTH_MODE=kubernetes: `kubectl create token <sa> -n <ns> --audience
+# k8s-aggregator-mcp > token`); it goes to curl through a file, never argv.
 #
 # Steps (legacy MCP era, revision 2025-11-25, with a session when the server
 # issues one):
@@ -21,19 +25,22 @@
 # 2 on bad usage.
 set -euo pipefail
 
-usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 URL=""
 NODE=""
 TOOL="node_info"
 MAX_TIME=30
 VERBOSE=0
+TOKEN_FILE="${MCP_TOKEN_FILE:-}"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --node) NODE="${2:?--node needs a value}"; shift 2 ;;
     --node=*) NODE="${1#--node=}"; shift ;;
     --tool) TOOL="${2:?--tool needs a value}"; shift 2 ;;
     --tool=*) TOOL="${1#--tool=}"; shift ;;
+    --token-file) TOKEN_FILE="${2:?--token-file needs a value}"; shift 2 ;;
+    --token-file=*) TOKEN_FILE="${1#--token-file=}"; shift ;;
     --max-time) MAX_TIME="${2:?--max-time needs a value}"; shift 2 ;;
     -v|--verbose) VERBOSE=1; shift ;;
     -h|--help) usage ;;
@@ -49,6 +56,12 @@ WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 PROTOCOL_VERSION="2025-11-25"
 SESSION=""
+AUTH=()
+if [[ -n "$TOKEN_FILE" ]]; then
+  [[ -r "$TOKEN_FILE" ]] || { echo "smoke: FAIL: cannot read token file $TOKEN_FILE" >&2; exit 1; }
+  printf 'Authorization: Bearer %s\n' "$(tr -d '\r\n' <"$TOKEN_FILE")" >"$WORK/auth"
+  AUTH=(-H "@$WORK/auth")
+fi
 
 fail() { echo "smoke: FAIL: $*" >&2; exit 1; }
 ok() { echo "smoke: ok: $*"; }
@@ -197,6 +210,7 @@ post() {
   local id="$1" body="$2"
   local -a headers=(-H "Content-Type: application/json" -H "Accept: application/json, text/event-stream")
   if [[ -n "$SESSION" ]]; then headers+=(-H "Mcp-Session-Id: $SESSION"); fi
+  if [[ ${#AUTH[@]} -gt 0 ]]; then headers+=("${AUTH[@]}"); fi
   if [[ "$id" != "init" ]]; then headers+=(-H "MCP-Protocol-Version: $PROTOCOL_VERSION"); fi
   if [[ $VERBOSE == 1 ]]; then echo ">> $body" >&2; fi
   local status
@@ -213,6 +227,9 @@ answer() { # ID -> response JSON of the last post
 
 # 1. initialize
 post init '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"'"$PROTOCOL_VERSION"'","capabilities":{},"clientInfo":{"name":"smoke.sh","version":"1.0.0"}}}'
+case "$(status)" in
+  401|403) fail "initialize: HTTP $(status): the gateway wants a token (--token-file; README, Security): $(head -c 300 "$WORK/body")" ;;
+esac
 [[ "$(status)" == 200 ]] || fail "initialize: HTTP $(status): $(head -c 300 "$WORK/body")"
 PROTOCOL_VERSION="$(answer 1 "initialize: no response" | py init)" || fail "initialize: bad result"
 SESSION="$(header mcp-session-id)"
@@ -258,7 +275,7 @@ ok "tools/call $TOOL on $NODE: $first"
 # 6. end the session
 if [[ -n "$SESSION" ]]; then
   code="$(curl -sS --max-time "$MAX_TIME" -o /dev/null -w '%{http_code}' -X DELETE \
-    -H "Mcp-Session-Id: $SESSION" -H "MCP-Protocol-Version: $PROTOCOL_VERSION" "$URL")" || code=000
+    ${AUTH[@]+"${AUTH[@]}"} -H "Mcp-Session-Id: $SESSION" -H "MCP-Protocol-Version: $PROTOCOL_VERSION" "$URL")" || code=000
   case "$code" in
     200|202|204|405) ok "session ended (DELETE: $code)" ;;
     *) fail "DELETE session: HTTP $code" ;;

@@ -11,7 +11,7 @@ use mcp_protocol::headers::{self, ParamHeader};
 use mcp_protocol::mcp::{self, Era};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// The parameter the gateway adds to every tool.
 pub const NODE_PARAM: &str = "node";
@@ -20,11 +20,21 @@ pub const NODE_DESCRIPTION: &str = "The name of the Kubernetes node to target.";
 /// The header 2026-07-28 clients mirror it into (`Mcp-Param-Node`).
 pub const NODE_HEADER: &str = "Node";
 
+/// Most filtered tools/list answers kept per catalog (there is one per distinct
+/// outcome of the policy, so a handful in practice; the cap only bounds memory).
+pub const MAX_SUBSETS: usize = 256;
+
+/// A filtered list's key: the era and a bit per tool (in `names` order).
+type SubsetKey = (Era, Box<[u64]>);
+
 /// One served tool.
 #[derive(Debug)]
 pub struct ServedTool {
     /// `Mcp-Param-*` headers a 2026-07-28 call must carry (`Node` and any the backend declared).
     pub param_headers: Arc<[ParamHeader]>,
+    /// The backend says the tool only reads (`annotations.readOnlyHint: true`); the
+    /// policy's built-in `read-only` set is made of these.
+    pub read_only: bool,
 }
 
 /// A backend tool the gateway refused to serve, and why.
@@ -44,6 +54,15 @@ pub struct Catalog {
     names: Vec<String>,
     list_legacy: Bytes,
     list_modern: Bytes,
+    /// The served definitions per era, in `names` order, to serialize filtered lists.
+    defs_legacy: Vec<Value>,
+    defs_modern: Vec<Value>,
+    /// `read_only` per tool, in `names` order.
+    read_only: Vec<bool>,
+    /// Serialized tools/list answers for subsets of the tools (callers the policy shows
+    /// only some tools to), one per distinct visible set and era: built on first use.
+    subsets: Mutex<HashMap<SubsetKey, Bytes>>,
+    ttl_ms: u64,
     /// Backend tools that could not be served.
     pub skipped: Vec<Skipped>,
     /// The backend's definitions, to tell whether a later tools/list changed anything.
@@ -66,7 +85,15 @@ impl Catalog {
                 .to_string();
             match serve_tool(def) {
                 Ok((legacy, modern, param_headers)) if !tools.contains_key(&name) => {
-                    tools.insert(name.clone(), ServedTool { param_headers });
+                    let read_only =
+                        def.pointer("/annotations/readOnlyHint") == Some(&Value::Bool(true));
+                    tools.insert(
+                        name.clone(),
+                        ServedTool {
+                            param_headers,
+                            read_only,
+                        },
+                    );
                     names.push(name);
                     legacy_defs.push(legacy);
                     modern_defs.push(modern);
@@ -92,9 +119,18 @@ impl Catalog {
                     .unwrap_or_default(),
             )
         };
+        let read_only = names
+            .iter()
+            .map(|n: &String| tools.get(n).is_some_and(|t: &ServedTool| t.read_only))
+            .collect();
         Catalog {
             list_legacy: serialize(Era::Legacy, &legacy_defs),
             list_modern: serialize(Era::Modern, &modern_defs),
+            defs_legacy: legacy_defs,
+            defs_modern: modern_defs,
+            read_only,
+            subsets: Mutex::new(HashMap::new()),
+            ttl_ms,
             tools,
             names,
             skipped,
@@ -108,6 +144,48 @@ impl Catalog {
             Era::Legacy => self.list_legacy.clone(),
             Era::Modern => self.list_modern.clone(),
         }
+    }
+
+    /// The serialized `ListToolsResult` for an era with only the tools for which
+    /// `visible(name, read_only)` holds. The answer for each distinct set is built once
+    /// per catalog and kept (at most [`MAX_SUBSETS`] of them).
+    pub fn list_result_where(&self, era: Era, visible: impl Fn(&str, bool) -> bool) -> Bytes {
+        let mut bits = vec![0u64; self.names.len().div_ceil(64)];
+        let mut all = true;
+        for (i, (name, ro)) in self.names.iter().zip(&self.read_only).enumerate() {
+            if visible(name, *ro) {
+                bits[i / 64] |= 1 << (i % 64);
+            } else {
+                all = false;
+            }
+        }
+        if all {
+            return self.list_result(era);
+        }
+        let key = (era, bits.into_boxed_slice());
+        let mut subsets = self.subsets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = subsets.get(&key) {
+            return b.clone();
+        }
+        let defs = match era {
+            Era::Legacy => &self.defs_legacy,
+            Era::Modern => &self.defs_modern,
+        };
+        let chosen: Vec<Value> = defs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| key.1[i / 64] & (1 << (i % 64)) != 0)
+            .map(|(_, d)| d.clone())
+            .collect();
+        let bytes = Bytes::from(
+            serde_json::to_vec(&mcp::tools_list_result(era, &chosen, None, self.ttl_ms))
+                .unwrap_or_default(),
+        );
+        if subsets.len() >= MAX_SUBSETS {
+            subsets.clear();
+        }
+        subsets.insert(key, bytes.clone());
+        bytes
     }
 
     /// A served tool by name.
@@ -347,5 +425,37 @@ mod tests {
             catalog.get("a").unwrap().param_headers[0].header,
             "mcp-param-node"
         );
+        assert!(catalog.get("a").unwrap().read_only);
+    }
+
+    #[test]
+    fn filtered_lists_are_built_once_per_visible_set() {
+        let tools = vec![
+            json!({"name":"ro","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}}),
+            json!({"name":"rw","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":false}}),
+            json!({"name":"plain","inputSchema":{"type":"object"}}),
+        ];
+        let catalog = Catalog::build(tools, 1000);
+        let names = |b: &Bytes| -> Vec<String> {
+            let v: Value = serde_json::from_slice(b).unwrap();
+            v["tools"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let ro = catalog.list_result_where(Era::Modern, |_, ro| ro);
+        assert_eq!(names(&ro), ["ro"]);
+        let again = catalog.list_result_where(Era::Modern, |n, _| n == "ro");
+        assert_eq!(ro.as_ptr(), again.as_ptr(), "same set, same cached bytes");
+        let v: Value = serde_json::from_slice(&ro).unwrap();
+        assert_eq!(v["resultType"], "complete");
+        assert_eq!(v["ttlMs"], 1000);
+        let none = catalog.list_result_where(Era::Legacy, |_, _| false);
+        assert_eq!(names(&none), Vec::<String>::new());
+        let all = catalog.list_result_where(Era::Legacy, |_, _| true);
+        assert_eq!(all, catalog.list_result(Era::Legacy));
+        assert_eq!(catalog.subsets.lock().unwrap().len(), 2);
     }
 }

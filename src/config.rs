@@ -180,6 +180,43 @@ pub struct Settings {
     #[arg(long, env = "BACKEND_EXTRA_HEADERS_FILE")]
     pub backend_extra_headers_file: Option<std::path::PathBuf>,
     // ---- end of backend credential ---------------------------------------------------
+
+    // ---- Kubernetes authentication (AUTH_MODE=kubernetes), policy and audit ----------
+    /// Kubernetes mode: the audiences TokenReview must find in a caller's token
+    /// (comma-separated; `spec.audiences`, and `status.audiences` must intersect them).
+    /// Mint tokens with `kubectl create token <sa> --audience <one of these>`.
+    #[arg(
+        long,
+        env = "TOKEN_REVIEW_AUDIENCES",
+        default_value = "k8s-aggregator-mcp"
+    )]
+    pub token_review_audiences: String,
+    /// Kubernetes mode: deadline of one TokenReview call, in seconds (past it the
+    /// request is refused with 503: the gateway fails closed).
+    #[arg(long, env = "TOKEN_REVIEW_TIMEOUT_SECONDS", default_value_t = 5)]
+    pub token_review_timeout_seconds: u64,
+    /// Kubernetes mode: how long an accepted token is remembered (by its SHA-256, never
+    /// the token itself), in seconds; never past the token's own expiry. 0: ask every time.
+    /// Refusals are never cached.
+    #[arg(long, env = "TOKEN_CACHE_SECONDS", default_value_t = 60)]
+    pub token_cache_seconds: u64,
+    /// Kubernetes mode: most accepted tokens remembered at once (the soonest to expire
+    /// are evicted first).
+    #[arg(long, env = "TOKEN_CACHE_MAX_ENTRIES", default_value_t = 10_000)]
+    pub token_cache_max_entries: usize,
+    /// Authorization policy (YAML or JSON): who may see and call which tools on which
+    /// nodes. Re-read when its content changes. Unset: every caller may call everything
+    /// (with AUTH_MODE=none, the demo).
+    #[arg(long, env = "POLICY_FILE")]
+    pub policy_file: Option<std::path::PathBuf>,
+    /// How often POLICY_FILE is checked for changes, in seconds.
+    #[arg(long, env = "POLICY_RELOAD_SECONDS", default_value_t = 5)]
+    pub policy_reload_seconds: u64,
+    /// Put the call's argument values into the audit lines (target `audit`); off by
+    /// default, since arguments may carry data the audit log should not keep.
+    #[arg(long, env = "AUDIT_ARGUMENTS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub audit_arguments: bool,
+    // ---- end of Kubernetes authentication, policy and audit ----------------------------
 }
 
 /// Validated configuration.
@@ -233,6 +270,14 @@ pub struct Config {
     pub oauth: Option<OAuthConfig>,
     /// What the gateway sends to node servers to prove itself.
     pub backend_auth: BackendAuth,
+    /// Kubernetes mode (TokenReview) settings.
+    pub kubernetes_auth: KubernetesAuthConfig,
+    /// The authorization policy file, if any.
+    pub policy_file: Option<std::path::PathBuf>,
+    /// How often the policy file is checked for changes.
+    pub policy_reload: Duration,
+    /// Whether audit lines carry argument values.
+    pub audit_arguments: bool,
 }
 
 /// OAuth 2.1 resource-server settings (`OAUTH_*`).
@@ -268,6 +313,19 @@ pub struct BackendAuth {
     pub token_file: Option<std::path::PathBuf>,
     /// Static extra headers (values never logged).
     pub extra_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+}
+
+/// Settings of the Kubernetes authentication mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubernetesAuthConfig {
+    /// Audiences asked of TokenReview; a token must be valid for at least one.
+    pub audiences: Vec<String>,
+    /// Deadline of one TokenReview.
+    pub review_timeout: Duration,
+    /// How long an accepted token is cached (zero: not at all).
+    pub cache_ttl: Duration,
+    /// Cache capacity.
+    pub cache_max_entries: usize,
 }
 
 /// The authentication modes `AUTH_MODE` turns on.
@@ -417,6 +475,38 @@ impl Settings {
             None
         };
         let backend_auth = self.backend_auth()?;
+        let audiences: Vec<String> = self
+            .token_review_audiences
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
+        if auth_modes.kubernetes && audiences.is_empty() {
+            return Err(bad(
+                "TOKEN_REVIEW_AUDIENCES",
+                "must name at least one audience (e.g. k8s-aggregator-mcp) in kubernetes mode",
+            ));
+        }
+        if self.token_review_timeout_seconds == 0 || self.token_review_timeout_seconds > 300 {
+            return Err(bad("TOKEN_REVIEW_TIMEOUT_SECONDS", "must be 1-300"));
+        }
+        if self.token_cache_seconds > 3600 {
+            return Err(bad(
+                "TOKEN_CACHE_SECONDS",
+                "must be at most 3600 (a revoked token stays accepted that long)",
+            ));
+        }
+        if self.token_cache_max_entries == 0 {
+            return Err(bad("TOKEN_CACHE_MAX_ENTRIES", "must be at least 1"));
+        }
+        if self.policy_reload_seconds == 0 || self.policy_reload_seconds > 3600 {
+            return Err(bad("POLICY_RELOAD_SECONDS", "must be 1-3600"));
+        }
+        let policy_file = self
+            .policy_file
+            .clone()
+            .filter(|p| !p.as_os_str().is_empty());
         let static_nodes = self
             .static_nodes
             .as_deref()
@@ -447,6 +537,15 @@ impl Settings {
             metrics_auth: self.metrics_auth == "required",
             oauth,
             backend_auth,
+            kubernetes_auth: KubernetesAuthConfig {
+                audiences,
+                review_timeout: Duration::from_secs(self.token_review_timeout_seconds),
+                cache_ttl: Duration::from_secs(self.token_cache_seconds),
+                cache_max_entries: self.token_cache_max_entries,
+            },
+            policy_file,
+            policy_reload: Duration::from_secs(self.policy_reload_seconds),
+            audit_arguments: self.audit_arguments,
         })
     }
 
@@ -751,6 +850,46 @@ mod tests {
         .validate()
         .unwrap_err();
         assert_eq!(e.setting, "BACKEND_EXTRA_HEADERS");
+    }
+
+    #[test]
+    fn kubernetes_auth_and_policy_settings() {
+        let c = settings(&[]).validate().unwrap();
+        assert_eq!(c.kubernetes_auth.audiences, ["k8s-aggregator-mcp"]);
+        assert_eq!(c.kubernetes_auth.cache_ttl, Duration::from_secs(60));
+        assert_eq!(c.kubernetes_auth.review_timeout, Duration::from_secs(5));
+        assert_eq!(c.policy_file, None);
+        assert_eq!(c.policy_reload, Duration::from_secs(5));
+        assert!(!c.audit_arguments);
+        let c = settings(&[
+            "--token-review-audiences",
+            "a, b",
+            "--audit-arguments",
+            "true",
+            "--policy-file",
+            "/p.yaml",
+        ])
+        .validate()
+        .unwrap();
+        assert_eq!(c.kubernetes_auth.audiences, ["a", "b"]);
+        assert!(c.audit_arguments);
+        assert_eq!(
+            c.policy_file.as_deref(),
+            Some(std::path::Path::new("/p.yaml"))
+        );
+        let e = settings(&[
+            "--auth-mode",
+            "kubernetes",
+            "--token-review-audiences",
+            " , ",
+        ])
+        .validate()
+        .unwrap_err();
+        assert_eq!(e.setting, "TOKEN_REVIEW_AUDIENCES");
+        let e = settings(&["--policy-reload-seconds", "0"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.setting, "POLICY_RELOAD_SECONDS");
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
                 proc: "/proc".into(),
                 root: "/".into(),
             },
+            // The demo shows this machine's processes: keep their secrets hidden.
+            cmdline: Default::default(),
         };
         let stop = stop.clone();
         tokio::spawn(node_mcp_server::server::run(listener, ctx, async move {

@@ -1,6 +1,12 @@
 //! The gateway's tool handler: serves the catalog and routes each call to the pod on
 //! the node the caller named, turning every routing failure into a tool error a model
 //! can act on.
+//!
+//! Authorization happens here, with the caller the HTTP layer put into the request's
+//! extensions: tools/list shows each caller only the tools the policy lets it call
+//! (a cached answer per distinct visible set), and a call outside the policy is a tool
+//! error naming what is missing, before any backend is contacted. Every call leaves one
+//! audit line (tracing target `audit`).
 
 use bytes::Bytes;
 use mcp_protocol::headers::ParamHeader;
@@ -12,9 +18,11 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
+use crate::auth::Caller;
 use crate::catalog::{Catalog, NODE_PARAM};
 use crate::cluster::{Discovery, NodeMap};
 use crate::metrics::{CallOutcome, Metrics};
+use crate::policy::{PolicyStore, ToolFacts};
 use crate::upstream::{self, ForwardError, Upstreams};
 
 /// Everything a call needs, shared by all requests.
@@ -24,6 +32,10 @@ pub struct Gateway {
     upstreams: Arc<Upstreams>,
     call_timeout: Duration,
     metrics: Arc<Metrics>,
+    /// Who may see and call what (allow-all without POLICY_FILE).
+    policy: Arc<PolicyStore>,
+    /// Whether audit lines carry argument values (AUDIT_ARGUMENTS).
+    audit_arguments: bool,
 }
 
 impl Gateway {
@@ -41,7 +53,22 @@ impl Gateway {
             upstreams,
             call_timeout,
             metrics,
+            policy: Arc::new(PolicyStore::allow_all()),
+            audit_arguments: false,
         }
+    }
+
+    /// The same gateway enforcing `policy`, with argument values in audit lines when
+    /// `audit_arguments`.
+    pub fn with_access(mut self, policy: Arc<PolicyStore>, audit_arguments: bool) -> Self {
+        self.policy = policy;
+        self.audit_arguments = audit_arguments;
+        self
+    }
+
+    /// The policy store in force.
+    pub fn policy(&self) -> &Arc<PolicyStore> {
+        &self.policy
     }
 
     /// The catalog in force.
@@ -80,8 +107,65 @@ impl ToolHandler for Handler {
         Ok(self.0.catalog().list_result(era))
     }
 
+    fn list_tools_for(
+        &self,
+        era: Era,
+        cursor: Option<&str>,
+        request: &http::Extensions,
+    ) -> Result<Bytes, ErrorObject> {
+        if let Some(c) = cursor {
+            return Err(ErrorObject::invalid_params(format!(
+                "unknown cursor {c:?}: the gateway lists all tools on one page"
+            )));
+        }
+        let catalog = self.0.catalog();
+        let policy = self.0.policy.current();
+        let anonymous;
+        let caller = match request.get::<Arc<Caller>>() {
+            Some(c) => c.as_ref(),
+            None => {
+                anonymous = Caller::anonymous();
+                &anonymous
+            }
+        };
+        let grants = policy.grants(caller);
+        if grants.sees_everything() {
+            return Ok(catalog.list_result(era));
+        }
+        Ok(catalog.list_result_where(era, |name, read_only| {
+            grants.may_see(ToolFacts { name, read_only })
+        }))
+    }
+
     fn param_headers(&self, tool: &str) -> Option<Arc<[ParamHeader]>> {
         self.0.catalog().get(tool).map(|t| t.param_headers.clone())
+    }
+
+    fn param_headers_for(
+        &self,
+        tool: &str,
+        request: &http::Extensions,
+    ) -> Option<Arc<[ParamHeader]>> {
+        let catalog = self.0.catalog();
+        let served = catalog.get(tool)?;
+        let policy = self.0.policy.current();
+        if !policy.is_allow_all() {
+            let anonymous = Caller::anonymous();
+            let caller = request
+                .get::<Arc<Caller>>()
+                .map(Arc::as_ref)
+                .unwrap_or(&anonymous);
+            let facts = ToolFacts {
+                name: tool,
+                read_only: served.read_only,
+            };
+            if !policy.grants(caller).may_see(facts) {
+                // Hidden from this caller: it cannot know the headers; the call is
+                // refused by the policy instead of a header mismatch.
+                return None;
+            }
+        }
+        Some(served.param_headers.clone())
     }
 
     fn call_tool(&self, call: ToolCall) -> BoxFuture<Result<Bytes, ErrorObject>> {
@@ -98,9 +182,12 @@ impl ToolHandler for Handler {
         Box::pin(
             async move {
                 let started = Instant::now();
+                let audit = Audit::of(&call, gw.audit_arguments);
                 let (outcome, answer) = gw.route(call).await;
-                gw.metrics.record_call(outcome, started.elapsed());
+                let took = started.elapsed();
+                gw.metrics.record_call(outcome, took);
                 tracing::debug!(outcome = outcome.label(), "call done");
+                audit.log(outcome, took);
                 answer
             }
             .instrument(span),
@@ -108,11 +195,68 @@ impl ToolHandler for Handler {
     }
 }
 
+/// What the audit line of one call says, taken before the call is routed.
+struct Audit {
+    /// Who called (anonymous when authentication is off).
+    caller: Arc<Caller>,
+    /// The JSON-RPC id, to find the call in other logs.
+    request_id: String,
+    /// The tool asked for.
+    tool: String,
+    /// The `node` argument as sent (even when it names no known node).
+    node: Option<String>,
+    /// The other arguments as JSON, only with AUDIT_ARGUMENTS=true.
+    arguments: Option<String>,
+}
+
+impl Audit {
+    fn of(call: &ToolCall, with_arguments: bool) -> Audit {
+        let caller = call
+            .extensions
+            .get::<Arc<Caller>>()
+            .cloned()
+            .unwrap_or_else(|| Arc::new(Caller::anonymous()));
+        let args = call.arguments();
+        Audit {
+            caller,
+            request_id: call.id.to_string(),
+            tool: call.name.clone(),
+            node: args
+                .and_then(|a| a.get(NODE_PARAM))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            arguments: with_arguments.then(|| {
+                let mut a = args.cloned().unwrap_or_default();
+                a.shift_remove(NODE_PARAM);
+                Value::Object(a).to_string()
+            }),
+        }
+    }
+
+    /// One line, target `audit`: who called what where, how it ended and how long it
+    /// took. Argument values only with AUDIT_ARGUMENTS=true.
+    fn log(&self, outcome: CallOutcome, took: Duration) {
+        tracing::info!(
+            target: "audit",
+            request_id = %self.request_id,
+            subject = %self.caller.subject,
+            source = ?self.caller.source,
+            tool = %self.tool,
+            node = self.node.as_deref().unwrap_or(""),
+            outcome = outcome.label(),
+            duration_ms = took.as_secs_f64() * 1000.0,
+            arguments = self.arguments.as_deref(),
+            "tools/call"
+        );
+    }
+}
+
 impl Gateway {
     async fn route(&self, call: ToolCall) -> (CallOutcome, Result<Bytes, ErrorObject>) {
         let era = call.version.era();
         let tool_error = |outcome, text: String| (outcome, Ok(tool_error(era, &text)));
-        if self.catalog().get(&call.name).is_none() {
+        let catalog = self.catalog();
+        let Some(served) = catalog.get(&call.name) else {
             return (
                 CallOutcome::UnknownTool,
                 Err(ErrorObject::invalid_params(format!(
@@ -120,6 +264,21 @@ impl Gateway {
                     shorten(&call.name)
                 ))),
             );
+        };
+        let facts = ToolFacts {
+            name: &call.name,
+            read_only: served.read_only,
+        };
+        let policy = self.policy.current();
+        let caller = call.extensions.get::<Arc<Caller>>().cloned();
+        let anonymous = Caller::anonymous();
+        let caller = caller.as_deref().unwrap_or(&anonymous);
+        let grants = policy.grants(caller);
+        if !grants.may_see(facts) {
+            // No node would do: refuse before looking at the arguments.
+            if let Err(denial) = grants.check(&caller.subject, facts, "") {
+                return tool_error(CallOutcome::Denied, denial.0);
+            }
         }
         let node = match call.arguments().and_then(|a| a.get(NODE_PARAM)) {
             Some(Value::String(n)) if n.len() > MAX_NODE_NAME_BYTES => {
@@ -151,6 +310,11 @@ impl Gateway {
                 );
             }
         };
+        if let Err(denial) = grants.check(&caller.subject, facts, &node) {
+            return tool_error(CallOutcome::Denied, denial.0);
+        }
+        drop(grants);
+        drop(policy);
         let nodes = self.discovery.nodes();
         let Some(endpoint) = nodes.get(&node) else {
             return tool_error(

@@ -9,7 +9,9 @@
 //! - [`cluster`]: EndpointSlice watch -> live map node name -> pod IP.
 //! - [`catalog`]: the backend tools with `node` prepended; cached tools/list answers.
 //! - [`upstream`]: pooled MCP clients per pod; forwarding with progress and cancellation.
-//! - [`gateway`]: the tool handler: route a call, turn failures into tool errors.
+//! - [`gateway`]: the tool handler: route a call, turn failures into tool errors;
+//!   policy checks and the audit line.
+//! - [`policy`]: authorization: which caller may see / call which tool on which node.
 //! - [`server`]: start-up, HTTP routes (`/mcp`, `/healthz`, `/readyz`, `/metrics`).
 //! - [`metrics`]: Prometheus counters.
 //! - [`demo`]: the no-cluster demo with in-process node servers.
@@ -23,5 +25,6 @@ pub mod config;
 pub mod demo;
 pub mod gateway;
 pub mod metrics;
+pub mod policy;
 pub mod server;
 pub mod upstream;

@@ -22,21 +22,29 @@ async fn main() -> anyhow::Result<()> {
     if let Some(Command::Demo) = cli.command {
         return demo::run(config).await;
     }
-    let discovery = match config.static_nodes.clone() {
+    let (discovery, kube) = match config.static_nodes.clone() {
         Some(nodes) => {
             tracing::info!(
                 nodes = nodes.len(),
                 "using the static node list (no Kubernetes)"
             );
-            Discovery::fixed(nodes)
+            (Discovery::fixed(nodes), None)
         }
         None => {
             let client = cluster::infer_client().await?;
             tracing::info!(service = %config.service_name, namespace = %config.service_namespace, "watching EndpointSlices");
-            Discovery::watch(client, &config.service_namespace, &config.service_name)
+            (
+                Discovery::watch(
+                    client.clone(),
+                    &config.service_namespace,
+                    &config.service_name,
+                ),
+                Some(client),
+            )
         }
     };
-    let app = server::start(&config, discovery).await?;
+    // Kubernetes mode reuses discovery's client; with STATIC_NODES it infers its own.
+    let app = server::start_with(&config, discovery, kube).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| {

@@ -28,10 +28,12 @@ pub enum CallOutcome {
     BackendError,
     /// The client cancelled.
     Cancelled,
+    /// The policy does not let this caller call this tool (on this node).
+    Denied,
 }
 
 impl CallOutcome {
-    const ALL: [CallOutcome; 10] = [
+    const ALL: [CallOutcome; 11] = [
         CallOutcome::Ok,
         CallOutcome::UnknownTool,
         CallOutcome::BadArguments,
@@ -42,6 +44,7 @@ impl CallOutcome {
         CallOutcome::BackendBroken,
         CallOutcome::BackendError,
         CallOutcome::Cancelled,
+        CallOutcome::Denied,
     ];
 
     /// The metric label.
@@ -57,6 +60,7 @@ impl CallOutcome {
             CallOutcome::BackendBroken => "backend_broken",
             CallOutcome::BackendError => "backend_error",
             CallOutcome::Cancelled => "cancelled",
+            CallOutcome::Denied => "denied",
         }
     }
 }
@@ -64,7 +68,7 @@ impl CallOutcome {
 /// The gateway's counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    calls: [AtomicU64; 10],
+    calls: [AtomicU64; 11],
     call_micros_total: AtomicU64,
 }
 

@@ -22,6 +22,7 @@ use crate::cluster::{Discovery, NodeMap};
 use crate::config::Config;
 use crate::gateway::{Gateway, Handler};
 use crate::metrics::{Gauges, Metrics};
+use crate::policy::PolicyStore;
 use crate::upstream::{BackendCredentials, Upstreams};
 
 /// `ttlMs` of the gateway's discover and list answers.
@@ -49,6 +50,9 @@ pub enum StartError {
     /// An authentication mode cannot be set up.
     #[error("authentication: {0}")]
     Auth(String),
+    /// POLICY_FILE could not be loaded.
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
 }
 
 /// The running gateway's shared parts.
@@ -70,6 +74,8 @@ pub struct App {
     pub resource_metadata: Option<Arc<ResourceMetadata>>,
     /// Whether `/metrics` needs the same authentication as `/mcp` (METRICS_AUTH).
     pub metrics_auth: bool,
+    /// How often the policy file is checked for changes.
+    pub policy_reload: Duration,
 }
 
 /// The Protected Resource Metadata document and the paths it is served on.
@@ -81,9 +87,12 @@ pub struct ResourceMetadata {
 }
 
 /// The authentication of `/mcp` for `config`: a verifier per enabled mode (any one
-/// accepting a token is enough). Key sets are loaded in the background right away so
+/// accepting a token is enough); Kubernetes mode uses `kube` (else infers a client). Key sets are loaded in the background right away so
 /// a misconfigured issuer shows in the log at start-up.
-pub fn build_authenticator(config: &Config) -> Result<Authenticator, StartError> {
+pub async fn build_authenticator(
+    config: &Config,
+    kube: Option<kube::Client>,
+) -> Result<Authenticator, StartError> {
     let mut verifiers: Vec<Arc<dyn TokenVerifier>> = Vec::new();
     let mut challenge = Challenge::default();
     if let Some(oauth) = config.oauth.as_ref().filter(|_| config.auth_modes.oauth) {
@@ -103,10 +112,12 @@ pub fn build_authenticator(config: &Config) -> Result<Authenticator, StartError>
         verifiers.push(Arc::new(verifier));
     }
     if config.auth_modes.kubernetes {
-        // kubernetes mode: see auth::kubernetes (TokenReview verifier, pushed here).
-        return Err(StartError::Auth(
-            "AUTH_MODE=kubernetes is not available in this build".into(),
-        ));
+        let client = match kube {
+            Some(c) => c,
+            None => crate::cluster::infer_client().await?,
+        };
+        tracing::info!(audiences = ?config.kubernetes_auth.audiences, "AUTH_MODE=kubernetes: callers' tokens are checked with TokenReview");
+        verifiers.push(crate::auth::kubernetes::verifier(config, client));
     }
     Ok(Authenticator::new(verifiers, challenge))
 }
@@ -123,7 +134,32 @@ fn resource_metadata(config: &Config) -> Option<Arc<ResourceMetadata>> {
 /// Waits for discovery and learns the tools: what the seed did at start-up, but
 /// trying every ready backend rather than only the first.
 pub async fn start(config: &Config, discovery: Discovery) -> Result<App, StartError> {
-    let auth = build_authenticator(config)?;
+    start_with(config, discovery, None).await
+}
+
+/// [`start`] with the Kubernetes client to use for TokenReview (the one discovery
+/// uses); without one, Kubernetes mode infers its own (`STATIC_NODES` runs have none).
+pub async fn start_with(
+    config: &Config,
+    discovery: Discovery,
+    kube: Option<kube::Client>,
+) -> Result<App, StartError> {
+    let policy = Arc::new(match &config.policy_file {
+        Some(path) => {
+            let store = PolicyStore::load(path)?;
+            tracing::info!(path = %path.display(), rules = store.current().rule_count(), "authorization policy loaded");
+            store
+        }
+        None => {
+            if !config.auth_modes.is_open() {
+                tracing::warn!(
+                    "no POLICY_FILE: every authenticated caller may call every tool on every node"
+                );
+            }
+            PolicyStore::allow_all()
+        }
+    });
+    let auth = build_authenticator(config, kube).await?;
     let sync_deadline = Duration::from_secs(30).max(config.startup_wait);
     let started = Instant::now();
     discovery.wait_synced(sync_deadline).await?;
@@ -164,13 +200,16 @@ pub async fn start(config: &Config, discovery: Discovery) -> Result<App, StartEr
         ));
     }
     let metrics = Arc::new(Metrics::default());
-    let gateway = Arc::new(Gateway::new(
-        catalog,
-        discovery,
-        upstreams.clone(),
-        config.call_timeout,
-        metrics.clone(),
-    ));
+    let gateway = Arc::new(
+        Gateway::new(
+            catalog,
+            discovery,
+            upstreams.clone(),
+            config.call_timeout,
+            metrics.clone(),
+        )
+        .with_access(policy, config.audit_arguments),
+    );
     let mut server_config = ServerConfig::new("k8s-aggregator-mcp", env!("CARGO_PKG_VERSION"));
     server_config.info = Implementation {
         name: "k8s-aggregator-mcp".into(),
@@ -206,6 +245,7 @@ pub async fn start(config: &Config, discovery: Discovery) -> Result<App, StartEr
         auth,
         resource_metadata: resource_metadata(config),
         metrics_auth: config.metrics_auth,
+        policy_reload: config.policy_reload,
     })
 }
 
@@ -396,6 +436,13 @@ fn readyz(app: &App) -> Response<Body> {
 /// Serves the gateway on `listener` until `shutdown` resolves.
 pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     let follower = tokio::spawn(follow_cluster(app.clone()));
+    let policy_follower = tokio::spawn({
+        let store = app.gateway.policy().clone();
+        let mcp = app.mcp.clone();
+        let every = app.policy_reload;
+        // A new policy may change what each caller sees: tell clients to list again.
+        async move { crate::policy::follow_file(store, every, move || mcp.notify_tools_changed()).await }
+    });
     let mcp = app.mcp.clone();
     let shutdown = async move {
         shutdown.await;
@@ -417,6 +464,7 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
     )
     .await;
     follower.abort();
+    policy_follower.abort();
 }
 
 #[cfg(test)]
@@ -435,9 +483,14 @@ mod tests {
             .unwrap()
     }
 
-    #[test]
-    fn the_authenticator_has_a_verifier_per_enabled_mode() {
-        assert!(!build_authenticator(&config(&[])).unwrap().enabled());
+    #[tokio::test]
+    async fn the_authenticator_has_a_verifier_per_enabled_mode() {
+        assert!(
+            !build_authenticator(&config(&[]), None)
+                .await
+                .unwrap()
+                .enabled()
+        );
         let oauth = config(&[
             "--auth-mode",
             "oauth",
@@ -448,7 +501,7 @@ mod tests {
             "--oauth-required-scopes",
             "mcp:tools",
         ]);
-        let auth = build_authenticator(&oauth).unwrap();
+        let auth = build_authenticator(&oauth, None).await.unwrap();
         assert!(auth.enabled());
         assert_eq!(
             auth.www_authenticate(&crate::auth::AuthError::Missing),
@@ -458,9 +511,5 @@ mod tests {
         let doc: Value = serde_json::from_slice(&m.document).unwrap();
         assert_eq!(doc["resource"], "https://gw.test/mcp");
         assert!(resource_metadata(&config(&[])).is_none());
-        let e = build_authenticator(&config(&["--auth-mode", "kubernetes"]))
-            .err()
-            .unwrap();
-        assert!(e.to_string().contains("kubernetes"), "{e}");
     }
 }

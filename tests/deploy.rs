@@ -10,7 +10,12 @@
 //!   `node-mcp-server --help` print; every env name set is one the binary reads;
 //!   the probe paths are /healthz and /readyz, and the backend answers /healthz;
 //! - RBAC: the gateway gets exactly get/list/watch on discovery.k8s.io
-//!   endpointslices through a namespaced Role, nothing cluster-wide;
+//!   endpointslices through a namespaced Role, and `create` on tokenreviews through
+//!   one ClusterRoleBinding to the built-in system:auth-delegator (no ClusterRole of
+//!   our own);
+//! - security wiring: the gateway's projected node-mcp-server token, the node
+//!   servers' CLIENT_AUTH settings, the gateway's NetworkPolicy, and each overlay's
+//!   AUTH_MODE and policy (kubernetes: deny until the operator names a caller);
 //! - pods are hardened as deploy/ promises (non-root, no capabilities, ...);
 //! - `just --dry-run deploy` / `image` print the expected commands, `just
 //!   manifests` applies NAMESPACE, IMAGE_REPO and TAG, every recipe is documented;
@@ -37,8 +42,13 @@ const GATEWAY_SERVICE: &str = "k8s-aggregator-mcp";
 /// Kubernetes versions every object must validate against: the oldest this
 /// project supports and the newest kubernetes-validate knows.
 const KUBERNETES_VERSIONS: &[&str] = &["1.29.0", "1.37.0"];
-/// Env names read by a library rather than by the binaries' clap settings.
-const AMBIENT_ENV: &[&str] = &["RUST_LOG"];
+/// Env names read by a library rather than by the binaries' clap settings, or set
+/// only for `$(VAR)` expansion in another value (POD_NAMESPACE).
+const AMBIENT_ENV: &[&str] = &["RUST_LOG", "POD_NAMESPACE"];
+/// Where the gateway's projected node-mcp-server token is mounted.
+const NODE_TOKEN_DIR: &str = "/var/run/secrets/node-mcp-server";
+/// The audience of that token (the node server's TOKEN_AUDIENCE).
+const NODE_TOKEN_AUDIENCE: &str = "node-mcp-server";
 
 // ---------------------------------------------------------------------------
 // Tools and processes
@@ -751,15 +761,31 @@ fn the_backend_answers_its_probe_path() {
 // RBAC and pod security
 
 #[test]
-fn the_gateway_may_only_read_endpointslices_in_its_namespace() {
+fn the_gateway_may_only_read_endpointslices_in_its_namespace_and_review_tokens() {
     for (name, objects) in rendered() {
         assert!(
-            of_kind(&objects, "ClusterRoleBinding").is_empty(),
-            "{name}: no ClusterRoleBinding allowed"
-        );
-        assert!(
             of_kind(&objects, "ClusterRole").is_empty(),
-            "{name}: no ClusterRole allowed"
+            "{name}: no ClusterRole of our own"
+        );
+        let crbs = of_kind(&objects, "ClusterRoleBinding");
+        assert_eq!(
+            crbs.len(),
+            1,
+            "{name}: exactly one ClusterRoleBinding (to system:auth-delegator)"
+        );
+        assert_eq!(
+            crbs[0]["roleRef"],
+            json!({
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "system:auth-delegator"
+            }),
+            "{name}: the built-in ClusterRole that grants create on tokenreviews"
+        );
+        assert_eq!(
+            crbs[0]["subjects"],
+            json!([{"kind": "ServiceAccount", "name": GATEWAY_SERVICE, "namespace": NAMESPACE}]),
+            "{name}: only the gateway's ServiceAccount reviews tokens"
         );
         let deploy = find(&objects, "Deployment", GATEWAY_SERVICE);
         let sa = str_of(&deploy["spec"]["template"]["spec"]["serviceAccountName"]).to_string();
@@ -878,10 +904,25 @@ fn pods_are_hardened_and_the_backend_reaches_every_node() {
         for host in ["hostNetwork", "hostPID", "hostIPC"] {
             assert_ne!(pod[host], true, "{name}: gateway {host}");
         }
-        assert!(
-            pod["volumes"].is_null(),
-            "{name}: the gateway mounts nothing"
-        );
+        // The gateway mounts only its node-mcp-server token and the policy ConfigMap.
+        for v in pod["volumes"].as_array().into_iter().flatten() {
+            let token = v["projected"]["sources"]
+                .as_array()
+                .is_some_and(|s| s.iter().all(|s| s["serviceAccountToken"].is_object()));
+            let policy = v["configMap"]["name"] == "k8s-aggregator-mcp-policy";
+            assert!(token || policy, "{name}: unexpected gateway volume {v}");
+        }
+        for m in container(deploy, GATEWAY_SERVICE)["volumeMounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            assert_eq!(m["readOnly"], true, "{name}: gateway mount {m}");
+            assert!(
+                m["subPath"].is_null(),
+                "{name}: a subPath mount never updates: {m}"
+            );
+        }
         assert!(
             pod["terminationGracePeriodSeconds"].as_i64().unwrap_or(30) >= 30,
             "{name}"
@@ -901,8 +942,8 @@ fn pods_are_hardened_and_the_backend_reaches_every_node() {
         assert_eq!(pod["hostNetwork"], true, "{name}: backend hostNetwork");
         assert_eq!(pod["dnsPolicy"], "ClusterFirstWithHostNet", "{name}");
         assert_eq!(
-            pod["automountServiceAccountToken"], false,
-            "{name}: the backend needs no API token"
+            pod["automountServiceAccountToken"], true,
+            "{name}: the backend reads the service-account issuer's keys with its own token"
         );
         assert!(
             pod["tolerations"].as_array().is_some_and(|t| t
@@ -1170,6 +1211,7 @@ fn just_manifests_applies_namespace_and_images_without_touching_the_repo() {
         for o in &objects {
             match str_of(&o["kind"]) {
                 "Namespace" => assert_eq!(o["metadata"]["name"], "team-a", "{overlay_name}"),
+                "ClusterRoleBinding" | "ClusterRole" => {}
                 _ => assert_eq!(
                     o["metadata"]["namespace"], "team-a",
                     "{overlay_name}: {}",
@@ -1198,6 +1240,228 @@ fn just_manifests_applies_namespace_and_images_without_touching_the_repo() {
                 );
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Security wiring: node-server credential, NetworkPolicy, AUTH_MODE and policy
+
+#[test]
+fn the_gateway_proves_itself_to_node_servers_with_a_projected_token() {
+    for (name, objects) in rendered() {
+        let deploy = find(&objects, "Deployment", GATEWAY_SERVICE);
+        let pod = &deploy["spec"]["template"]["spec"];
+        let c = container(deploy, GATEWAY_SERVICE);
+        let env = env_map(c);
+        let Some(ds) = objects.iter().find(|o| o["kind"] == "DaemonSet") else {
+            // Servers we did not write get no node-mcp-server token.
+            assert_eq!(name, "gateway-only");
+            assert!(!env.contains_key("BACKEND_TOKEN_FILE"), "{name}");
+            assert!(
+                pod["volumes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .all(|v| v["projected"].is_null()),
+                "{name}"
+            );
+            continue;
+        };
+        let file = env["BACKEND_TOKEN_FILE"]["value"].as_str().unwrap_or("");
+        assert_eq!(file, format!("{NODE_TOKEN_DIR}/token"), "{name}");
+        let mount = c["volumeMounts"]
+            .as_array()
+            .and_then(|m| m.iter().find(|m| m["mountPath"] == NODE_TOKEN_DIR))
+            .unwrap_or_else(|| panic!("{name}: no mount at {NODE_TOKEN_DIR}"));
+        assert_eq!(mount["readOnly"], true);
+        let volume = pod["volumes"]
+            .as_array()
+            .and_then(|v| v.iter().find(|v| v["name"] == mount["name"]))
+            .unwrap_or_else(|| panic!("{name}: no volume {}", mount["name"]));
+        let sources = volume["projected"]["sources"]
+            .as_array()
+            .expect("projected");
+        assert_eq!(sources.len(), 1, "{name}");
+        let sat = &sources[0]["serviceAccountToken"];
+        assert_eq!(sat["audience"], NODE_TOKEN_AUDIENCE, "{name}");
+        assert_eq!(sat["path"], "token", "{name}");
+        let ttl = sat["expirationSeconds"].as_i64().unwrap_or(3600);
+        assert!(
+            (600..=3600).contains(&ttl),
+            "{name}: expirationSeconds {ttl}"
+        );
+
+        // The node server accepts exactly that token from exactly that ServiceAccount.
+        let ds_c = container(ds, "node-mcp-server");
+        let ds_env = env_map(ds_c);
+        assert_eq!(ds_env["CLIENT_AUTH"]["value"], "serviceaccount", "{name}");
+        assert_eq!(
+            ds_env["TOKEN_AUDIENCE"]["value"], NODE_TOKEN_AUDIENCE,
+            "{name}"
+        );
+        assert_eq!(
+            ds_env["ALLOWED_SUBJECTS"]["value"],
+            format!("system:serviceaccount:$(POD_NAMESPACE):{GATEWAY_SERVICE}"),
+            "{name}: follows the namespace"
+        );
+        assert_eq!(
+            ds_env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"], "metadata.namespace",
+            "{name}"
+        );
+        let names: Vec<&str> = ds_c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| str_of(&e["name"]))
+            .collect();
+        let pos = |n: &str| names.iter().position(|x| *x == n).unwrap();
+        assert!(
+            pos("POD_NAMESPACE") < pos("ALLOWED_SUBJECTS"),
+            "{name}: $(POD_NAMESPACE) expands only when defined earlier"
+        );
+        assert_eq!(ds_env["PROCESS_CMDLINE"]["value"], "redacted", "{name}");
+        let sa = find(&objects, "ServiceAccount", "node-mcp-server");
+        assert_ne!(sa["automountServiceAccountToken"], false, "{name}");
+    }
+}
+
+#[test]
+fn a_network_policy_fences_the_gateway_pods() {
+    for (name, objects) in rendered() {
+        let deploy = find(&objects, "Deployment", GATEWAY_SERVICE);
+        let labels = &deploy["spec"]["template"]["metadata"]["labels"];
+        let np = find(&objects, "NetworkPolicy", GATEWAY_SERVICE);
+        let spec = &np["spec"];
+        for (k, v) in spec["podSelector"]["matchLabels"].as_object().unwrap() {
+            assert_eq!(&labels[k], v, "{name}: the policy selects the gateway pods");
+        }
+        assert_eq!(spec["policyTypes"], json!(["Ingress", "Egress"]), "{name}");
+        for rule in spec["ingress"].as_array().unwrap() {
+            assert_eq!(
+                rule["ports"],
+                json!([{"protocol": "TCP", "port": 9029}]),
+                "{name}: ingress only to MCP"
+            );
+            assert!(rule["from"].is_array(), "{name}: ingress names its sources");
+        }
+        let mut ports = BTreeSet::new();
+        for rule in spec["egress"].as_array().unwrap() {
+            for p in rule["ports"]
+                .as_array()
+                .expect("every egress rule names ports")
+            {
+                ports.insert(p["port"].as_i64().unwrap());
+            }
+        }
+        assert_eq!(
+            ports,
+            BTreeSet::from([53, 443, 5353, 6443, 9028]),
+            "{name}: DNS, the API server, the node servers; nothing else"
+        );
+        if name == "openshift" {
+            assert!(
+                spec["ingress"].as_array().unwrap().iter().any(|r| {
+                    r["from"][0]["namespaceSelector"]["matchLabels"]
+                        ["policy-group.network.openshift.io/ingress"]
+                        == ""
+                }),
+                "the router may reach the gateway"
+            );
+        }
+    }
+}
+
+#[test]
+fn overlays_turn_authentication_on_and_the_kubernetes_policy_denies_until_edited() {
+    use k8s_aggregator_mcp::auth::{Caller, CallerSource};
+    use k8s_aggregator_mcp::policy::{Policy, ToolFacts};
+    for (name, objects) in rendered() {
+        let deploy = find(&objects, "Deployment", GATEWAY_SERVICE);
+        let env = env_map(container(deploy, GATEWAY_SERVICE));
+        let mode = env
+            .get("AUTH_MODE")
+            .map(|e| str_of(&e["value"]).to_string());
+        let expected = match name.as_str() {
+            "base" => None,
+            "dev" => Some("none"),
+            "openshift" => Some("oauth,kubernetes"),
+            "kubernetes" | "gateway-only" => Some("kubernetes"),
+            other => panic!("new overlay {other}: say here what AUTH_MODE it uses"),
+        };
+        assert_eq!(mode.as_deref(), expected, "{name}: AUTH_MODE");
+        if name == "openshift" {
+            for (setting, key) in [("OAUTH_ISSUER", "issuer"), ("OAUTH_RESOURCE", "resource")] {
+                let r = &env[setting]["valueFrom"]["configMapKeyRef"];
+                assert_eq!(r["key"], key, "{setting}");
+                let cm = find(&objects, "ConfigMap", str_of(&r["name"]));
+                assert!(
+                    str_of(&cm["data"][key]).starts_with("https://"),
+                    "{setting}"
+                );
+            }
+        }
+        if !matches!(name.as_str(), "kubernetes" | "openshift" | "gateway-only") {
+            continue;
+        }
+        assert_eq!(
+            env["TOKEN_REVIEW_AUDIENCES"]["value"], "k8s-aggregator-mcp",
+            "{name}"
+        );
+        let file = str_of(&env["POLICY_FILE"]["value"]);
+        let (dir, key) = file.rsplit_once('/').unwrap();
+        let c = container(deploy, GATEWAY_SERVICE);
+        let mount = c["volumeMounts"]
+            .as_array()
+            .and_then(|m| m.iter().find(|m| m["mountPath"] == dir))
+            .unwrap_or_else(|| panic!("{name}: POLICY_FILE's directory is not mounted"));
+        let volume = deploy["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .and_then(|v| v.iter().find(|v| v["name"] == mount["name"]))
+            .unwrap();
+        let cm = find(&objects, "ConfigMap", str_of(&volume["configMap"]["name"]));
+        let text = str_of(&cm["data"][key]);
+        let policy = Policy::parse(text)
+            .unwrap_or_else(|e| panic!("{name}: the shipped policy does not parse: {e}"));
+        assert_eq!(policy.rule_count(), 0, "{name}: nobody is named yet");
+        let agent = Caller {
+            source: CallerSource::Kubernetes,
+            subject: "system:serviceaccount:agents:any".into(),
+            groups: vec![
+                "system:serviceaccounts".into(),
+                "system:authenticated".into(),
+            ],
+            scopes: vec![],
+        };
+        let g = policy.grants(&agent);
+        assert!(
+            !g.may_see(ToolFacts {
+                name: "node_info",
+                read_only: true
+            }),
+            "{name}: the shipped policy must deny until the operator names a caller"
+        );
+        // The example in the comment works once uncommented.
+        let example = text
+            .lines()
+            .filter_map(|l| {
+                let t = l.trim_start();
+                t.strip_prefix("# ").or_else(|| (t == "#").then_some(""))
+            })
+            .skip_while(|l| !l.starts_with("rules:"))
+            .take_while(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let example = Policy::parse(&format!("default: deny\n{example}\n")).unwrap_or_else(|e| {
+            panic!("{name}: the commented example does not parse: {e}\n{example}")
+        });
+        let reader = Caller {
+            subject: "system:serviceaccount:agents:node-reader".into(),
+            ..agent.clone()
+        };
+        assert!(example.grants(&reader).may_see(ToolFacts {
+            name: "node_info",
+            read_only: true
+        }));
     }
 }
 

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::Parser;
 use node_mcp_server::auth::{AuthSettings, ClientAuth};
+use node_mcp_server::tools::redact::CmdlineMode;
 use node_mcp_server::tools::{HostPaths, ToolContext};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -32,6 +33,10 @@ struct Settings {
     /// Who may call (CLIENT_AUTH and its settings).
     #[command(flatten)]
     auth: AuthSettings,
+    /// How list_processes shows command lines: `redacted` (likely secrets such as
+    /// --password=..., tokens, URL passwords replaced by ***), `full`, or `none`.
+    #[arg(long, env = "PROCESS_CMDLINE", default_value = "redacted", value_parser = CmdlineMode::parse)]
+    process_cmdline: CmdlineMode,
 }
 
 #[tokio::main]
@@ -61,7 +66,11 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr} (BIND_ADDRESS / BACKEND_PORT)"))?;
     tracing::info!(%addr, node = %node_name, proc = %settings.host_proc.display(), "node-mcp-server listening on /mcp");
-    let ctx = ToolContext { node_name, host };
+    let ctx = ToolContext {
+        node_name,
+        host,
+        cmdline: settings.process_cmdline,
+    };
     node_mcp_server::server::run_with_auth(
         listener,
         ctx,

@@ -53,6 +53,19 @@ pub trait ToolHandler: Send + Sync + 'static {
     /// on 2026-07-28 calls. None when the tool is unknown.
     fn param_headers(&self, tool: &str) -> Option<Arc<[ParamHeader]>>;
 
+    /// [`ToolHandler::param_headers`] for one request (its extensions as in
+    /// [`ToolHandler::list_tools_for`]): a handler that hides a tool from this caller
+    /// returns None, since the client could not know the tool's `x-mcp-header`s; the
+    /// call then reaches the handler, which refuses it in its own words.
+    fn param_headers_for(
+        &self,
+        tool: &str,
+        request: &http::Extensions,
+    ) -> Option<Arc<[ParamHeader]>> {
+        let _ = request;
+        self.param_headers(tool)
+    }
+
     /// Runs a call; the result is the serialized `CallToolResult` (or a JSON-RPC error
     /// to send as it is).
     fn call_tool(&self, call: ToolCall) -> BoxFuture<Result<Bytes, ErrorObject>>;
@@ -766,7 +779,7 @@ impl<H: ToolHandler> McpServer<H> {
             }
         }
         if let Some(headers) = modern_headers
-            && let Some(declared) = self.inner.handler.param_headers(&name)
+            && let Some(declared) = self.inner.handler.param_headers_for(&name, &ctx.extensions)
         {
             let args = params.get("arguments").and_then(Value::as_object);
             if let Err(e) = headers::check_param_headers(headers, &declared, args) {

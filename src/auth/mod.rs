@@ -11,6 +11,8 @@
 //!
 //! Modes: [`oauth`] (OAuth 2.1 access tokens, RFC 9728 metadata).
 
+pub mod kubernetes;
+
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use mcp_protocol::body::{self, Body};
 use mcp_protocol::jsonrpc::{self, ErrorObject};

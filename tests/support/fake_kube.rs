@@ -15,7 +15,15 @@
 //!   reason `Expired` on a watch from a compacted resourceVersion (or, with [`GoneStyle::Http`],
 //!   an HTTP 410), and HTTP 410 for an expired `continue` token;
 //! - bearer-token auth: a wrong or missing token gets a 401 `Status`; [`AuthMode::Forbidden`]
-//!   answers 403 with the RBAC message a real server gives.
+//!   answers 403 with the RBAC message a real server gives;
+//! - `POST /apis/authentication.k8s.io/v1/tokenreviews` (TokenReview, what the gateway's
+//!   Kubernetes auth mode calls): tokens registered with [`FakeKube::add_token`] are
+//!   `authenticated: true` with their `user` (username, uid, groups) and the `audiences`
+//!   they share with `spec.audiences` (the API server's own audience when none is asked);
+//!   any other token, or one for other audiences, gets `authenticated` unset and the
+//!   `error` text a real API server gives. [`FakeKube::set_token_review`] makes reviews
+//!   fail (500, or 403 as when the caller lacks `system:auth-delegator`);
+//!   [`FakeKube::set_down`] makes them unreachable like everything else.
 //!
 //! Every node set through the handle is one endpoint (with `nodeName`, `conditions`, a Pod
 //! `targetRef`) in an EndpointSlice labelled `kubernetes.io/service-name`; with
@@ -63,6 +71,54 @@ type Body = BoxBody<Bytes, BoxError>;
 
 /// The API group path of EndpointSlices.
 const GROUP_PATH: &str = "/apis/discovery.k8s.io/v1";
+/// Where TokenReviews are created (cluster-scoped).
+pub const TOKEN_REVIEW_PATH: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
+/// The API server's own audience: what a TokenReview without `spec.audiences` checks.
+pub const API_SERVER_AUDIENCE: &str = "https://kubernetes.default.svc.cluster.local";
+
+/// A token the fake's TokenReview accepts, and whom it stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenUser {
+    /// `status.user.username`, e.g. `system:serviceaccount:ns:name`.
+    pub username: String,
+    /// `status.user.uid`.
+    pub uid: String,
+    /// `status.user.groups`.
+    pub groups: Vec<String>,
+    /// The audiences the token was minted for (`kubectl create token --audience`).
+    pub audiences: Vec<String>,
+}
+
+impl TokenUser {
+    /// The user of a ServiceAccount token minted for `audiences`, with the groups a real
+    /// API server gives (`system:serviceaccounts`, `system:serviceaccounts:<ns>`,
+    /// `system:authenticated`).
+    pub fn service_account(namespace: &str, name: &str, audiences: &[&str]) -> Self {
+        TokenUser {
+            username: format!("system:serviceaccount:{namespace}:{name}"),
+            uid: format!("sa-uid-{namespace}-{name}"),
+            groups: vec![
+                "system:serviceaccounts".into(),
+                format!("system:serviceaccounts:{namespace}"),
+                "system:authenticated".into(),
+            ],
+            audiences: audiences.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+}
+
+/// How TokenReviews are answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenReviewMode {
+    /// Review the token (registered tokens are authenticated).
+    Normal,
+    /// Answer every review with 500 InternalError (an authenticator webhook down, etcd
+    /// trouble...).
+    Error,
+    /// Answer 403: the requester may not create tokenreviews (no `system:auth-delegator`).
+    Forbidden,
+}
+
 /// The label the EndpointSlice controller puts on every slice of a Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// Service of the always-present unrelated slice (must never show up in the gateway's map).
@@ -112,20 +168,25 @@ impl RecordedRequest {
         parse_query(&self.query).remove(key)
     }
 
-    /// The Kubernetes RBAC verb this request needs: `watch`, `list`, `get`, or the lowercase
-    /// HTTP method for anything else — so a test can compare it with the Role's verbs.
+    /// The Kubernetes RBAC verb this request needs: `watch`, `list`, `get`, `create` (POST),
+    /// or the lowercase HTTP method for anything else — so a test can compare it with the
+    /// Role's verbs.
     pub fn verb(&self) -> String {
         let is_collection = self.path.ends_with("/endpointslices");
         match self.method.as_str() {
             "GET" if self.param("watch").is_some_and(|w| w == "true" || w == "1") => "watch".into(),
             "GET" if is_collection => "list".into(),
             "GET" => "get".into(),
+            "POST" => "create".into(),
             other => other.to_ascii_lowercase(),
         }
     }
 
-    /// The resource addressed (`endpointslices` for the API this fake serves).
+    /// The resource addressed (`endpointslices` or `tokenreviews`).
     pub fn resource(&self) -> Option<&str> {
+        if self.path == TOKEN_REVIEW_PATH {
+            return Some("tokenreviews");
+        }
         let rest = self.path.strip_prefix(GROUP_PATH)?;
         let mut parts = rest.trim_start_matches('/').split('/');
         match parts.next()? {
@@ -225,6 +286,9 @@ struct State {
     unavailable: bool,
     gone_style: GoneStyle,
     requests: Vec<RecordedRequest>,
+    /// Tokens TokenReview accepts.
+    tokens: HashMap<String, TokenUser>,
+    token_review: TokenReviewMode,
     /// Paged lists in progress: id -> (resourceVersion, all items).
     snapshots: HashMap<u64, (u64, Vec<Value>)>,
     next_snapshot: u64,
@@ -265,6 +329,8 @@ impl FakeKube {
                 unavailable: false,
                 gone_style: GoneStyle::Event,
                 requests: Vec::new(),
+                tokens: HashMap::new(),
+                token_review: TokenReviewMode::Normal,
                 snapshots: HashMap::new(),
                 next_snapshot: 1,
             }),
@@ -455,6 +521,30 @@ impl FakeKube {
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.shared).requests.clone()
+    }
+
+    /// Let TokenReview accept `token` as `user` (replaces an earlier registration).
+    pub fn add_token(&self, token: &str, user: TokenUser) {
+        lock(&self.shared).tokens.insert(token.to_string(), user);
+    }
+
+    /// Forget `token` (as if it was revoked: its ServiceAccount or Pod deleted).
+    pub fn revoke_token(&self, token: &str) {
+        lock(&self.shared).tokens.remove(token);
+    }
+
+    /// How TokenReviews are answered from now on.
+    pub fn set_token_review(&self, mode: TokenReviewMode) {
+        lock(&self.shared).token_review = mode;
+    }
+
+    /// Number of TokenReviews received so far (answered or refused).
+    pub fn token_reviews(&self) -> usize {
+        lock(&self.shared)
+            .requests
+            .iter()
+            .filter(|r| r.path == TOKEN_REVIEW_PATH)
+            .count()
     }
 
     /// Number of watch requests received so far (answered or refused).
@@ -672,6 +762,14 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         .and_then(|v| v.strip_prefix("Bearer "))
         .is_some_and(|t| t == shared.options.token);
     let params = parse_query(&query);
+    let body = if method == Method::POST {
+        match req.into_body().collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        Bytes::new()
+    };
     let mut record = RecordedRequest {
         method: method.to_string(),
         path: path.clone(),
@@ -712,6 +810,8 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
             &message,
             Some(json!({"group": "discovery.k8s.io", "kind": "endpointslices"})),
         )
+    } else if method == Method::POST && path == TOKEN_REVIEW_PATH {
+        token_review(&shared, &body)
     } else if method != Method::GET {
         status_response(
             405,
@@ -725,6 +825,111 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     record.status = response.status().as_u16();
     lock(&shared).requests.push(record);
     Ok(response)
+}
+
+/// A TokenReview answered as kube-apiserver does (authentication.k8s.io/v1).
+fn token_review(shared: &Shared, body: &[u8]) -> Response<Body> {
+    let (mode, user) = {
+        let st = lock(shared);
+        let review: Option<Value> = serde_json::from_slice(body).ok();
+        let token = review
+            .as_ref()
+            .and_then(|r| r.pointer("/spec/token"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        (st.token_review, st.tokens.get(token).cloned())
+    };
+    match mode {
+        TokenReviewMode::Normal => {}
+        TokenReviewMode::Error => {
+            return status_response(
+                500,
+                "InternalError",
+                "Internal error occurred: the authentication webhook is unavailable",
+                None,
+            );
+        }
+        TokenReviewMode::Forbidden => {
+            let user = format!(
+                "system:serviceaccount:{}:k8s-aggregator-mcp",
+                shared.options.namespace
+            );
+            return status_response(
+                403,
+                "Forbidden",
+                &format!(
+                    "tokenreviews.authentication.k8s.io is forbidden: User \"{user}\" cannot create resource \"tokenreviews\" in API group \"authentication.k8s.io\" at the cluster scope"
+                ),
+                Some(json!({"group": "authentication.k8s.io", "kind": "tokenreviews"})),
+            );
+        }
+    }
+    let Ok(review) = serde_json::from_slice::<Value>(body) else {
+        return status_response(400, "BadRequest", "the body is not a TokenReview", None);
+    };
+    if review["kind"] != "TokenReview" && !review["kind"].is_null() {
+        return status_response(400, "BadRequest", "the body is not a TokenReview", None);
+    }
+    let asked: Vec<String> = review
+        .pointer("/spec/audiences")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let asked = if asked.is_empty() {
+        vec![API_SERVER_AUDIENCE.to_string()]
+    } else {
+        asked
+    };
+    let mut spec = review.get("spec").cloned().unwrap_or_else(|| json!({}));
+    if spec.get("audiences").is_none() {
+        spec["audiences"] = json!([]);
+    }
+    let status = match user {
+        None => json!({
+            "user": {},
+            "error": "[invalid bearer token, square/go-jose: error in cryptographic primitive, token lookup failed]",
+        }),
+        Some(u) => {
+            let granted: Vec<&String> = u.audiences.iter().filter(|a| asked.contains(a)).collect();
+            if granted.is_empty() {
+                json!({
+                    "user": {},
+                    "error": format!(
+                        "[invalid bearer token, token audiences {:?} is invalid for the target audiences {:?}]",
+                        u.audiences, asked
+                    ),
+                })
+            } else {
+                json!({
+                    "authenticated": true,
+                    "user": {
+                        "username": u.username,
+                        "uid": u.uid,
+                        "groups": u.groups,
+                        "extra": {
+                            "authentication.kubernetes.io/credential-id": [format!("JTI={}", u.uid)],
+                        },
+                    },
+                    "audiences": granted,
+                })
+            }
+        }
+    };
+    json_response(
+        201,
+        &json!({
+            "kind": "TokenReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": { "creationTimestamp": null },
+            "spec": spec,
+            "status": status,
+        }),
+    )
 }
 
 /// `Some(ns)` for `/apis/discovery.k8s.io/v1/namespaces/{ns}/...`.

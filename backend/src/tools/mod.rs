@@ -20,6 +20,7 @@ mod disks;
 mod node_info;
 mod processes;
 mod procfs;
+pub mod redact;
 
 #[cfg(test)]
 mod testutil;
@@ -65,6 +66,9 @@ pub struct ToolContext {
     pub node_name: String,
     /// Where to read the host's procfs and root filesystem.
     pub host: HostPaths,
+    /// How `list_processes` shows command lines (`PROCESS_CMDLINE`: secrets redacted
+    /// by default).
+    pub cmdline: redact::CmdlineMode,
 }
 
 /// One progress report of a long-running tool (`cpu_usage`), which the

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::args::Args;
 use super::procfs;
+use super::redact::{self, CmdlineMode};
 use super::{CallError, ToolContext, ToolOutput, human_bytes, output, round2, run_blocking};
 
 /// The tool's name.
@@ -42,7 +43,11 @@ pub(super) fn definition() -> Value {
         "Processes running on this node (all containers and host daemons), with PID, name, state, \
          resident memory, total CPU time and command line. Sorted by memory (default), CPU time \
          or PID, optionally filtered by a case-insensitive substring of the process name or \
-         command line. Returns at most `limit` processes plus the total counts.",
+         command line. Returns at most `limit` processes plus the total counts. Likely secrets \
+         in command lines are shown as *** (values of options and key=value arguments named \
+         like password, token, secret, key, credential; passwords in URLs; Bearer/Basic \
+         credentials; AWS, GitHub, GitLab, Slack keys and JWTs); the filter sees the same \
+         redacted text.",
         json!({
             "type": "object",
             "properties": {
@@ -86,9 +91,9 @@ pub(super) fn definition() -> Value {
                             "state": {"type": "string", "description": "Kernel state code: R running, S sleeping, D uninterruptible (usually I/O), Z zombie, T stopped, t traced, I idle kernel thread, X dead."},
                             "rss_bytes": {"type": "integer", "minimum": 0, "description": "Resident memory in bytes."},
                             "cpu_time_seconds": {"type": "number", "minimum": 0, "description": "User plus system CPU time since the process started."},
-                            "command_line": {"type": "string", "description": "Arguments joined with spaces, cut to 256 characters; \"[name]\" for kernel threads."},
+                            "command_line": {"type": "string", "description": "Arguments joined with spaces, likely secrets replaced by ***, cut to 256 characters; \"[name]\" for kernel threads. Absent when the node server does not show command lines."},
                         },
-                        "required": ["pid", "name", "state", "rss_bytes", "cpu_time_seconds", "command_line"],
+                        "required": ["pid", "name", "state", "rss_bytes", "cpu_time_seconds"],
                         "additionalProperties": false,
                     },
                 },
@@ -130,8 +135,9 @@ struct Process {
     rss_bytes: u64,
     /// utime + stime in seconds.
     cpu_time_seconds: f64,
-    /// Rendered command line.
-    command_line: String,
+    /// Rendered command line (None: PROCESS_CMDLINE=none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    command_line: Option<String>,
 }
 
 /// What the scan keeps of a process before sorting.
@@ -163,8 +169,9 @@ pub(super) async fn call(
     let sort_by = args.one_of("sort_by", &SORT_KEYS, SORT_KEYS[0])?;
     let limit = args.integer("limit", 1, MAX_LIMIT, DEFAULT_LIMIT)? as usize;
     let proc = ctx.host.proc.clone();
+    let mode = ctx.cmdline;
     let list = run_blocking(cancel, move |token| {
-        list(&proc, name_filter, sort_by, limit, &token)
+        list(&proc, mode, name_filter, sort_by, limit, &token)
     })
     .await?;
     let text = render(&list);
@@ -174,13 +181,14 @@ pub(super) async fn call(
 /// Scans, filters, sorts and cuts.
 fn list(
     proc: &Path,
+    mode: CmdlineMode,
     name_filter: Option<String>,
     sort_by: &'static str,
     limit: usize,
     cancel: &CancellationToken,
 ) -> Result<ProcessList, CallError> {
     let needle = name_filter.as_deref().map(str::to_lowercase);
-    let (total, mut candidates) = scan(proc, needle.as_deref(), cancel)?;
+    let (total, mut candidates) = scan(proc, mode, needle.as_deref(), cancel)?;
     let matched = candidates.len();
     match sort_by {
         "cpu" => candidates.sort_unstable_by_key(|c| (Reverse(c.cpu_ticks), c.pid)),
@@ -196,12 +204,15 @@ fn list(
         .into_iter()
         .map(|c| {
             let command_line = match c.command_line {
-                Some(line) => line,
+                Some(line) => Some(line),
+                None if mode == CmdlineMode::None => None,
                 None => {
                     let path = proc.join(c.pid.to_string()).join("cmdline");
                     // Gone since the scan: show the name, as for kernel threads.
-                    procfs::read_bytes_into(&path, &mut buf, MAX_CMDLINE_BYTES);
-                    render_command(&full_command(&buf), &c.name)
+                    if !procfs::read_bytes_into(&path, &mut buf, MAX_CMDLINE_BYTES) {
+                        buf.clear();
+                    }
+                    Some(render_command(&shown_command(&buf, mode), &c.name))
                 }
             };
             Process {
@@ -228,6 +239,7 @@ fn list(
 /// readable processes and those matching `needle` (lowercase).
 fn scan(
     proc: &Path,
+    mode: CmdlineMode,
     needle: Option<&str>,
     cancel: &CancellationToken,
 ) -> Result<(usize, Vec<Candidate>), CallError> {
@@ -267,11 +279,15 @@ fn scan(
         let keep = match needle {
             None => true,
             Some(needle) if parsed.name.to_lowercase().contains(needle) => true,
+            // Without command lines the filter sees only names.
+            Some(_) if mode == CmdlineMode::None => false,
             Some(needle) => {
                 path.push("cmdline");
                 let read = procfs::read_bytes_into(&path, &mut cmdline, MAX_CMDLINE_BYTES);
                 path.pop();
-                let full = full_command(&cmdline);
+                // The filter searches what is shown: a hidden secret cannot be guessed
+                // one filter at a time.
+                let full = shown_command(&cmdline, mode);
                 let hit = read && full.to_lowercase().contains(needle);
                 if hit {
                     command_line = Some(render_command(&full, &parsed.name));
@@ -344,6 +360,15 @@ fn full_command(raw: &[u8]) -> Cow<'_, str> {
     }
 }
 
+/// The command line for `mode` (not cut yet).
+fn shown_command(raw: &[u8], mode: CmdlineMode) -> Cow<'_, str> {
+    match mode {
+        CmdlineMode::Full => full_command(raw),
+        CmdlineMode::Redacted => Cow::Owned(redact::redact_cmdline(raw)),
+        CmdlineMode::None => Cow::Borrowed(""),
+    }
+}
+
 /// The command line as shown: `[name]` when empty (kernel threads,
 /// zombies), cut to [`MAX_COMMAND_CHARS`] characters.
 fn render_command(full: &str, name: &str) -> String {
@@ -376,14 +401,16 @@ fn render(list: &ProcessList) -> String {
     for p in &list.processes {
         let _ = write!(
             text,
-            "\npid {} {} [{}] rss {} cpu {:.2}s: {}",
+            "\npid {} {} [{}] rss {} cpu {:.2}s",
             p.pid,
             p.name,
             p.state,
             human_bytes(p.rss_bytes),
             p.cpu_time_seconds,
-            p.command_line
         );
+        if let Some(line) = &p.command_line {
+            let _ = write!(text, ": {line}");
+        }
     }
     text
 }
@@ -475,6 +502,48 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(pids(&out), Vec::<u64>::new());
+    }
+
+    #[tokio::test]
+    async fn secrets_in_command_lines_are_redacted_unless_asked_otherwise() {
+        let fx = Fixture::standard();
+        fx.write(
+            "proc/100/cmdline",
+            "python3\0/opt/app/server.py\0--password=hunter2\0--db\0postgres://app:s3cret@db:5432/x\0",
+        );
+        let mut ctx = fx.ctx();
+        let out = run(&ctx, json!({"name_filter": "server.py"}))
+            .await
+            .unwrap();
+        let shown = "python3 /opt/app/server.py --password=*** --db postgres://app:***@db:5432/x";
+        assert_eq!(out.structured["processes"][0]["command_line"], shown);
+        assert!(out.text.contains(shown) && !out.text.contains("hunter2"));
+        // The filter sees the redacted text: a secret cannot be guessed with it.
+        for probe in ["hunter2", "password=h", "s3cret"] {
+            let out = run(&ctx, json!({"name_filter": probe})).await.unwrap();
+            assert_eq!(pids(&out), Vec::<u64>::new(), "{probe}");
+        }
+        ctx.cmdline = CmdlineMode::Full;
+        let out = run(&ctx, json!({"name_filter": "hunter2"})).await.unwrap();
+        assert_eq!(pids(&out), [100]);
+        assert!(
+            out.structured["processes"][0]["command_line"]
+                .as_str()
+                .unwrap()
+                .contains("--password=hunter2")
+        );
+        ctx.cmdline = CmdlineMode::None;
+        let out = run(&ctx, json!({})).await.unwrap();
+        for p in out.structured["processes"].as_array().unwrap() {
+            assert!(p.get("command_line").is_none(), "{p}");
+        }
+        assert!(!out.text.contains("server.py") && !out.text.contains("/sbin/init"));
+        let out = run(&ctx, json!({"name_filter": "server.py"}))
+            .await
+            .unwrap();
+        assert_eq!(pids(&out), Vec::<u64>::new(), "names only");
+        let out = run(&ctx, json!({"name_filter": "systemd"})).await.unwrap();
+        assert_eq!(pids(&out), [1]);
     }
 
     #[tokio::test]

@@ -127,6 +127,7 @@ impl Fixture {
         ToolContext {
             node_name: FIXTURE_NODE.to_owned(),
             host: self.host(),
+            cmdline: Default::default(),
         }
     }
 }
@@ -154,6 +155,7 @@ pub(super) fn real_ctx() -> ToolContext {
     ToolContext {
         node_name: "test-node".to_owned(),
         host: HostPaths::default(),
+        cmdline: Default::default(),
     }
 }
 
