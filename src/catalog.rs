@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 /// The parameter the gateway adds to every tool.
 pub const NODE_PARAM: &str = "node";
-/// Its description, as the seed worded it.
+/// Its description, worded for a model choosing where to run a tool.
 pub const NODE_DESCRIPTION: &str = "The name of the Kubernetes node to target.";
 /// The header 2026-07-28 clients mirror it into (`Mcp-Param-Node`).
 pub const NODE_HEADER: &str = "Node";

@@ -64,7 +64,7 @@ pub struct Settings {
     #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
     /// Seconds to wait at start-up for a ready backend before giving up (0: refuse to
-    /// start at once when the Service has no ready endpoint, as the seed did).
+    /// start at once when the Service has no ready endpoint).
     #[arg(long, env = "STARTUP_WAIT_SECONDS", default_value_t = 0)]
     pub startup_wait_seconds: u64,
     /// Fixed nodes instead of Kubernetes discovery, for local development:

@@ -131,8 +131,8 @@ fn resource_metadata(config: &Config) -> Option<Arc<ResourceMetadata>> {
     }))
 }
 
-/// Waits for discovery and learns the tools: what the seed did at start-up, but
-/// trying every ready backend rather than only the first.
+/// Waits for discovery and learns the tools: refuses to start without a ready backend
+/// (after STARTUP_WAIT_SECONDS), and learns the tools from any ready backend that answers.
 pub async fn start(config: &Config, discovery: Discovery) -> Result<App, StartError> {
     start_with(config, discovery, None).await
 }

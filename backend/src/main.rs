@@ -39,8 +39,26 @@ struct Settings {
     process_cmdline: CmdlineMode,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Runs, and reports a start-up failure as one line with its causes (no backtrace:
+/// release builds carry no symbols, and the causes say what to fix).
+fn main() -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let settings = Settings::parse();
     init_tracing(&settings.log_format);
     let host = HostPaths {

@@ -1,5 +1,5 @@
 //! Proves the real `node-mcp-server` binary, spawned on its own loopback address per
-//! test, serves both MCP eras over HTTP exactly as issue 2 demands:
+//! test, serves both MCP eras over HTTP as the specification requires:
 //!
 //! - every bad-input rule, for both eras: malformed JSON (400, -32700, id null), valid JSON
 //!   that is not a request (-32600), unknown method (-32601; 404 in 2026-07-28), wrong

@@ -9,6 +9,12 @@
 //! - [`headers`]: the HTTP rules of Streamable HTTP: Accept / Content-Type negotiation,
 //!   Origin validation, header names, the 2026-07-28 header/body checks and `x-mcp-header`.
 //! - [`sse`]: Server-Sent Events encoder and incremental decoder.
+//! - [`body`]: response bodies (JSON, SSE, empty) and reading request bodies under a size
+//!   limit, a minimum rate and a shared, per-client memory budget.
+//! - [`serve`]: the accept loop: HTTP/1.1 and h2c, a connection cap, first-bytes and idle
+//!   deadlines, HTTP/2 limits, graceful shutdown.
+//! - [`session`]: legacy-era sessions: ids, idle and absolute expiry, LRU eviction,
+//!   per-owner caps, in-flight requests for cancellation.
 //! - [`server`]: a Streamable HTTP server for tool servers of both eras (sessions, GET
 //!   streams, listen streams, progress, cancellation) over a small [`server::ToolHandler`] trait.
 //! - [`client`]: a Streamable HTTP client on reqwest that talks to servers of either era,

@@ -202,9 +202,9 @@ impl RecordedRequest {
 /// Settings of the fake, fixed at start.
 #[derive(Debug, Clone)]
 pub struct FakeKubeOptions {
-    /// Namespace of the Service (the seed's default `mcp-server`).
+    /// Namespace of the Service (the default `mcp-server`).
     pub namespace: String,
-    /// Service whose slices `set_node` maintains (the seed's default `backend-mcp-service`).
+    /// Service whose slices `set_node` maintains (the default `backend-mcp-service`).
     pub service: String,
     /// Bearer token the kubeconfig carries and the server accepts.
     pub token: String,
