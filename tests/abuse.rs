@@ -15,6 +15,9 @@
 //! - batches are capped, and refused with -32600 in 2026-07-28;
 //! - a foreign `Host`, or a second `Origin` that is not allowed, is refused; a body at
 //!   the gateway's limit still fits the node server's.
+//! - a request lost on a backend connection that closes just as it is reused is sent
+//!   again when that is safe (tools/list), never when it may have effects (tools/call);
+//! - the node server bounds stalled bodies and `initialize` floods the same way.
 //!
 //! The attackers bind their own loopback source address, so per-client limits see
 //! them as one client and the legitimate client (127.0.0.1) as another.
@@ -595,4 +598,69 @@ async fn the_node_server_bounds_stalled_bodies_and_initialize_floods() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404, "the flooder's oldest session was ended");
+}
+
+/// A TCP proxy in front of `upstream` that plays a server closing an idle keep-alive
+/// connection at the worst moment: a request that arrives on a connection which has
+/// already carried an answer is read and then the connection is closed, before any
+/// byte of an answer.
+async fn closing_proxy(listen: SocketAddr, upstream: SocketAddr) -> tokio::task::JoinHandle<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut server) = TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let (mut cbuf, mut sbuf) = (vec![0u8; 65536], vec![0u8; 65536]);
+                let mut answered = false;
+                loop {
+                    tokio::select! {
+                        n = client.read(&mut cbuf) => match n {
+                            Ok(n) if n > 0 && !answered => {
+                                if server.write_all(&cbuf[..n]).await.is_err() { return; }
+                            }
+                            _ => return,
+                        },
+                        n = server.read(&mut sbuf) => match n {
+                            Ok(n) if n > 0 => {
+                                answered = true;
+                                if client.write_all(&sbuf[..n]).await.is_err() { return; }
+                            }
+                            _ => return,
+                        },
+                    }
+                }
+            });
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_lost_on_a_closing_connection_is_retried_only_when_safe() {
+    let port = procs::common_free_port(&[ip(9, 2), ip(9, 3)]);
+    let _backend = procs::spawn_backend("node-1", ip(9, 2), port).await;
+    let proxy = closing_proxy(
+        SocketAddr::new(ip(9, 3), port),
+        SocketAddr::new(ip(9, 2), port),
+    )
+    .await;
+    // The gateway's start-up (discover, then tools/list on the reused connection) only
+    // succeeds because the lost tools/list is sent again on a fresh connection.
+    let gw = procs::spawn_gateway(
+        ip(9, 1),
+        &[
+            ("STATIC_NODES", format!("node-1={}", ip(9, 3))),
+            ("BACKEND_PORT", port.to_string()),
+        ],
+    )
+    .await;
+    // A tools/call lost the same way is not sent twice (it may have side effects): the
+    // caller gets a tool error instead.
+    let c = client(&gw.url(), ClientMode::Modern);
+    let out = call(&c, "node_info", json!({"node": "node-1"}), None).await;
+    let result = out.result.expect("a tool result");
+    assert!(is_error(&result), "{result}");
+    assert!(text(&result).contains("unreachable"), "{}", text(&result));
+    proxy.abort();
 }
