@@ -28,7 +28,12 @@ fn main() -> std::process::ExitCode {
 
 async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let config = cli.settings.validate()?;
+    let mut settings = cli.settings;
+    if matches!(cli.command, Some(Command::Demo)) && settings.bind_address.is_unspecified() {
+        // The demo is open: it listens on loopback only unless told otherwise.
+        settings.bind_address = std::net::Ipv4Addr::LOCALHOST.into();
+    }
+    let config = settings.validate()?;
     init_tracing(config.json_logs);
     if config.auth_modes.is_open() && !config.listen.ip().is_loopback() {
         tracing::warn!(
