@@ -185,7 +185,7 @@ impl ToolHandler for Handler {
                 let audit = Audit::of(&call, gw.audit_arguments);
                 let (outcome, answer) = gw.route(call).await;
                 let took = started.elapsed();
-                gw.metrics.record_call(outcome, took);
+                gw.metrics.record_call(&audit.tool, outcome, took);
                 tracing::debug!(outcome = outcome.label(), "call done");
                 audit.log(outcome, took);
                 answer

@@ -1,12 +1,30 @@
-//! Counters for `/metrics` in the Prometheus text format: calls by outcome (the
-//! outcome names double as labels), call latency, and gauges filled at scrape time.
+//! `/metrics`: the gateway's Prometheus metrics, built on `prometheus-client` (typed
+//! label sets, histograms, OpenMetrics text).
+//!
+//! - `mcp_gateway_tool_calls_total{tool,outcome}` and
+//!   `mcp_gateway_tool_call_duration_seconds{tool,outcome}` (histogram): every
+//!   tools/call. The outcome names double as the labels; `tool` is the catalog's name,
+//!   `(unknown)` for a name the catalog does not have (callers choose it), and `(other)`
+//!   past [`MAX_TOOL_LABELS`] distinct tools, so label cardinality stays bounded.
+//! - `mcp_gateway_auth_refusals_total{reason}`: requests refused by authentication.
+//! - Gauges read from the live parts at scrape time: nodes by state, tools served,
+//!   legacy sessions, discovery health.
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+use std::collections::HashSet;
+use std::sync::Mutex;
 use std::time::Duration;
 
+/// Distinct `tool` label values kept; later tools are counted as `(other)`.
+pub const MAX_TOOL_LABELS: usize = 256;
+
 /// How a tools/call ended, as seen by the gateway.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CallOutcome {
     /// The backend answered (its result may still be a tool error).
     Ok,
@@ -33,20 +51,6 @@ pub enum CallOutcome {
 }
 
 impl CallOutcome {
-    const ALL: [CallOutcome; 11] = [
-        CallOutcome::Ok,
-        CallOutcome::UnknownTool,
-        CallOutcome::BadArguments,
-        CallOutcome::UnknownNode,
-        CallOutcome::NodeNotReady,
-        CallOutcome::Unreachable,
-        CallOutcome::Timeout,
-        CallOutcome::BackendBroken,
-        CallOutcome::BackendError,
-        CallOutcome::Cancelled,
-        CallOutcome::Denied,
-    ];
-
     /// The metric label.
     pub fn label(self) -> &'static str {
         match self {
@@ -65,11 +69,34 @@ impl CallOutcome {
     }
 }
 
-/// The gateway's counters.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    calls: [AtomicU64; 11],
-    call_micros_total: AtomicU64,
+impl EncodeLabelValue for CallOutcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        EncodeLabelValue::encode(&self.label(), encoder)
+    }
+}
+
+/// Labels of a call metric.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct CallLabels {
+    tool: String,
+    outcome: CallOutcome,
+}
+
+/// Label of an authentication refusal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// Label of a node count.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
+
+fn call_histogram() -> Histogram {
+    // 0.5 ms .. ~131 s: a gateway hop up to the longest call timeout.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 19))
 }
 
 /// Values read at scrape time from the live parts.
@@ -87,80 +114,182 @@ pub struct Gauges {
     pub discovery_healthy: bool,
 }
 
+/// The gateway's metrics.
+pub struct Metrics {
+    registry: Registry,
+    calls: Family<CallLabels, Counter>,
+    call_duration: Family<CallLabels, Histogram, fn() -> Histogram>,
+    auth_refusals: Family<ReasonLabel, Counter>,
+    nodes: Family<StateLabel, Gauge>,
+    tools: Gauge,
+    sessions: Gauge,
+    discovery_healthy: Gauge,
+    /// Tool names seen as labels (bounded by [`MAX_TOOL_LABELS`]).
+    tool_labels: Mutex<HashSet<String>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let calls = Family::<CallLabels, Counter>::default();
+        let call_duration =
+            Family::<CallLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                call_histogram,
+            );
+        let auth_refusals = Family::<ReasonLabel, Counter>::default();
+        let nodes = Family::<StateLabel, Gauge>::default();
+        let (tools, sessions, discovery_healthy) =
+            (Gauge::default(), Gauge::default(), Gauge::default());
+        registry.register(
+            "mcp_gateway_tool_calls",
+            "Tool calls by tool and outcome",
+            calls.clone(),
+        );
+        registry.register_with_unit(
+            "mcp_gateway_tool_call_duration",
+            "Time from a tool call's arrival to its answer, by tool and outcome",
+            Unit::Seconds,
+            call_duration.clone(),
+        );
+        registry.register(
+            "mcp_gateway_auth_refusals",
+            "Requests refused by authentication, by reason",
+            auth_refusals.clone(),
+        );
+        registry.register(
+            "mcp_gateway_nodes",
+            "Nodes with a backend endpoint, by whether its pod is ready",
+            nodes.clone(),
+        );
+        registry.register("mcp_gateway_tools", "Tools served", tools.clone());
+        registry.register(
+            "mcp_gateway_sessions",
+            "Live legacy MCP sessions",
+            sessions.clone(),
+        );
+        registry.register(
+            "mcp_gateway_discovery_healthy",
+            "1 when the EndpointSlice watch is up",
+            discovery_healthy.clone(),
+        );
+        Metrics {
+            registry,
+            calls,
+            call_duration,
+            auth_refusals,
+            nodes,
+            tools,
+            sessions,
+            discovery_healthy,
+            tool_labels: Mutex::new(HashSet::new()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
 impl Metrics {
-    /// Counts one call.
-    pub fn record_call(&self, outcome: CallOutcome, took: Duration) {
-        let i = CallOutcome::ALL
-            .iter()
-            .position(|o| *o == outcome)
-            .unwrap_or(0);
-        self.calls[i].fetch_add(1, Ordering::Relaxed);
-        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        self.call_micros_total.fetch_add(micros, Ordering::Relaxed);
+    /// Counts one call of `tool` (a name the catalog knows, or anything for
+    /// [`CallOutcome::UnknownTool`]).
+    pub fn record_call(&self, tool: &str, outcome: CallOutcome, took: Duration) {
+        let labels = CallLabels {
+            tool: self.tool_label(tool, outcome),
+            outcome,
+        };
+        self.calls.get_or_create(&labels).inc();
+        self.call_duration
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
     }
 
-    /// The Prometheus exposition.
-    pub fn render(&self, g: Gauges) -> String {
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP mcp_gateway_tool_calls_total Tool calls by outcome."
-        );
-        let _ = writeln!(out, "# TYPE mcp_gateway_tool_calls_total counter");
-        for (o, c) in CallOutcome::ALL.iter().zip(&self.calls) {
-            let _ = writeln!(
-                out,
-                "mcp_gateway_tool_calls_total{{outcome=\"{}\"}} {}",
-                o.label(),
-                c.load(Ordering::Relaxed)
-            );
+    /// Counts a request refused by authentication (`reason`: the refusal's label).
+    pub fn record_auth_refusal(&self, reason: &'static str) {
+        self.auth_refusals
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    fn tool_label(&self, tool: &str, outcome: CallOutcome) -> String {
+        if outcome == CallOutcome::UnknownTool {
+            return "(unknown)".into();
         }
-        let secs = self.call_micros_total.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(
-            out,
-            "# HELP mcp_gateway_tool_call_seconds_total Time spent in tool calls."
-        );
-        let _ = writeln!(out, "# TYPE mcp_gateway_tool_call_seconds_total counter");
-        let _ = writeln!(out, "mcp_gateway_tool_call_seconds_total {secs}");
-        for (name, help, v) in [
-            (
-                "mcp_gateway_nodes",
-                "Nodes with a backend endpoint.",
-                g.nodes,
-            ),
-            (
-                "mcp_gateway_ready_nodes",
-                "Nodes whose backend pod is ready.",
-                g.ready_nodes,
-            ),
-            ("mcp_gateway_tools", "Tools served.", g.tools),
-            (
-                "mcp_gateway_sessions",
-                "Live legacy MCP sessions.",
-                g.sessions,
-            ),
-            (
-                "mcp_gateway_discovery_healthy",
-                "1 when the EndpointSlice watch is up.",
-                usize::from(g.discovery_healthy),
-            ),
-        ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        let Ok(mut seen) = self.tool_labels.lock() else {
+            return "(other)".into();
+        };
+        if seen.contains(tool) {
+            return tool.to_string();
+        }
+        if seen.len() >= MAX_TOOL_LABELS {
+            return "(other)".into();
+        }
+        seen.insert(tool.to_string());
+        tool.to_string()
+    }
+
+    /// The OpenMetrics text exposition, with the gauges set from `g`.
+    pub fn render(&self, g: Gauges) -> String {
+        let as_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.nodes
+            .get_or_create(&StateLabel { state: "ready" })
+            .set(as_i64(g.ready_nodes));
+        self.nodes
+            .get_or_create(&StateLabel { state: "not_ready" })
+            .set(as_i64(g.nodes.saturating_sub(g.ready_nodes)));
+        self.tools.set(as_i64(g.tools));
+        self.sessions.set(as_i64(g.sessions));
+        self.discovery_healthy.set(i64::from(g.discovery_healthy));
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
         }
         out
     }
 }
 
+/// The content type of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn parse(text: &str) -> prometheus_parse::Scrape {
+        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap()
+    }
+
+    fn value(scrape: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
+        let sample = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
+            .unwrap_or_else(|| panic!("no {metric} {labels:?}"));
+        match &sample.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => *v,
+            other => panic!("{metric}: {other:?}"),
+        }
+    }
+
     #[test]
-    fn renders_counts_by_outcome() {
+    fn calls_are_counted_by_tool_and_outcome_with_bounded_labels() {
         let m = Metrics::default();
-        m.record_call(CallOutcome::Ok, Duration::from_millis(2));
-        m.record_call(CallOutcome::UnknownNode, Duration::from_millis(1));
-        m.record_call(CallOutcome::Ok, Duration::from_millis(2));
+        m.record_call("node_info", CallOutcome::Ok, Duration::from_millis(2));
+        m.record_call("node_info", CallOutcome::Ok, Duration::from_millis(3));
+        m.record_call(
+            "node_info",
+            CallOutcome::UnknownNode,
+            Duration::from_millis(1),
+        );
+        m.record_call("made-up", CallOutcome::UnknownTool, Duration::ZERO);
+        for i in 0..MAX_TOOL_LABELS + 10 {
+            m.record_call(&format!("t{i}"), CallOutcome::Ok, Duration::ZERO);
+        }
+        m.record_auth_refusal("invalid");
         let text = m.render(Gauges {
             nodes: 3,
             ready_nodes: 2,
@@ -168,9 +297,56 @@ mod tests {
             sessions: 1,
             discovery_healthy: true,
         });
-        assert!(text.contains("mcp_gateway_tool_calls_total{outcome=\"ok\"} 2"));
-        assert!(text.contains("mcp_gateway_tool_calls_total{outcome=\"unknown_node\"} 1"));
-        assert!(text.contains("mcp_gateway_ready_nodes 2"));
-        assert!(text.contains("mcp_gateway_discovery_healthy 1"));
+        let s = parse(&text);
+        let calls = "mcp_gateway_tool_calls_total";
+        assert_eq!(
+            value(&s, calls, &[("tool", "node_info"), ("outcome", "ok")]),
+            2.0
+        );
+        assert_eq!(
+            value(
+                &s,
+                calls,
+                &[("tool", "node_info"), ("outcome", "unknown_node")]
+            ),
+            1.0
+        );
+        assert_eq!(value(&s, calls, &[("tool", "(unknown)")]), 1.0);
+        // node_info plus 255 of the t* tools got their own label; the rest are (other).
+        assert_eq!(value(&s, calls, &[("tool", "(other)")]), 11.0);
+        assert_eq!(
+            value(
+                &s,
+                "mcp_gateway_auth_refusals_total",
+                &[("reason", "invalid")]
+            ),
+            1.0
+        );
+        assert_eq!(value(&s, "mcp_gateway_nodes", &[("state", "ready")]), 2.0);
+        assert_eq!(
+            value(&s, "mcp_gateway_nodes", &[("state", "not_ready")]),
+            1.0
+        );
+        assert_eq!(value(&s, "mcp_gateway_discovery_healthy", &[]), 1.0);
+        let hist = s
+            .samples
+            .iter()
+            .find(|x| {
+                x.metric == "mcp_gateway_tool_call_duration_seconds"
+                    && x.labels.get("tool") == Some("node_info")
+                    && x.labels.get("outcome") == Some("ok")
+            })
+            .expect("a duration histogram");
+        let prometheus_parse::Value::Histogram(buckets) = &hist.value else {
+            panic!("{:?}", hist.value);
+        };
+        let at = |le: f64| {
+            buckets
+                .iter()
+                .find(|b| (b.less_than - le).abs() < 1e-9)
+                .map(|b| b.count)
+        };
+        assert_eq!(at(0.002), Some(1.0), "{buckets:?}");
+        assert_eq!(at(0.004), Some(2.0), "{buckets:?}");
     }
 }

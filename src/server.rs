@@ -339,7 +339,7 @@ pub async fn route(app: App, req: Request<hyper::body::Incoming>) -> Response<Bo
             let mut r = Response::new(body::full(app.metrics.render(gauges(&app))));
             r.headers_mut().insert(
                 http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                http::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
             );
             r
         }
@@ -389,6 +389,7 @@ async fn mcp(app: &App, mut req: Request<hyper::body::Incoming>) -> Response<Bod
         }
         Err(e) => {
             tracing::debug!(reason = e.label(), "request refused: {e}");
+            app.metrics.record_auth_refusal(e.label());
             app.auth.refusal(&e)
         }
     }
