@@ -1,12 +1,18 @@
 //! Benchmark (not a test): tools/call `node_info` throughput and p50/p99 latency on
-//! loopback, directly against a node server and through the gateway, measured in one
-//! run; prints the gateway's added latency and the throughput ratio.
+//! loopback against one node server three ways, measured in one run: directly, through
+//! nginx as a plain reverse proxy (the cost of a dumb hop), and through the gateway; at
+//! 1 and at CONCURRENCY callers, for a legacy session and for 2026-07-28. Prints what
+//! each hop adds to the median at one caller and the throughput ratio gateway / nginx.
 //!
 //! `just bench` or: `cargo build --release --workspace && cargo run --release --example bench -- [SECONDS] [CONCURRENCY]`
 //!
-//! The node server and the gateway run as real release-built processes (the gateway with
-//! a static node list, so no cluster is needed); the load comes from this process with
-//! the project's own MCP client, one pooled client per era shared by all workers.
+//! The node server, nginx (Debian `nginx-light`; when it is not installed the bench says
+//! so and measures the rest) and the gateway (static node list, no cluster) run as real
+//! processes on loopback; nginx's configuration is written under `.bench/nginx/` and
+//! each process is stopped by its PID. The load comes from this process with the
+//! project's own MCP client. With two or more CPUs and `taskset` present, the measured
+//! processes are pinned to CPU 0 and this process to the others (BENCH_PIN=0 turns it
+//! off), so the load generator does not compete with what it measures.
 
 use mcp_protocol::client::{ClientMode, ClientOptions, McpClient, RequestOptions, http_client};
 use serde_json::{Map, Value, json};
@@ -148,16 +154,97 @@ fn row(label: &str, s: &Stats) {
     );
 }
 
+/// The CPUs for the measured processes and for the load generator, when pinning helps.
+fn pinning() -> Option<(String, String)> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let wanted = std::env::var("BENCH_PIN").map_or(true, |v| v != "0");
+    let has_taskset = Command::new("taskset")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    (wanted && cpus >= 2 && has_taskset).then(|| ("0".to_string(), format!("1-{}", cpus - 1)))
+}
+
+/// A command for a measured process, pinned when `pin` is set.
+fn measured(program: &std::path::Path, pin: &Option<(String, String)>) -> Command {
+    match pin {
+        Some((servers, _)) => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(servers).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
+/// Starts nginx as a plain keep-alive reverse proxy to `upstream` on `listen`; None (with
+/// the reason printed) when nginx is not installed or does not start.
+fn start_nginx(listen: &str, upstream: &str, pin: &Option<(String, String)>) -> Option<Killed> {
+    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists());
+    let Some(nginx) = nginx else {
+        println!("nginx: not installed (apt-get install nginx-light); measuring without it\n");
+        return None;
+    };
+    let dir = std::env::current_dir().ok()?.join(".bench/nginx");
+    std::fs::create_dir_all(dir.join("tmp")).ok()?;
+    let d = dir.display();
+    let conf = format!(
+        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+         events {{ worker_connections 1024; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/tmp/body;\n  proxy_temp_path {d}/tmp/proxy;\n\
+           fastcgi_temp_path {d}/tmp/fastcgi;\n  uwsgi_temp_path {d}/tmp/uwsgi;\n  scgi_temp_path {d}/tmp/scgi;\n\
+           upstream node {{ server {upstream}; keepalive 64; }}\n\
+           server {{\n    listen {listen};\n    location / {{\n      proxy_pass http://node;\n\
+               proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_set_header Host $host;\n\
+               proxy_buffering off;\n    }}\n  }}\n}}\n"
+    );
+    let conf_path = dir.join("nginx.conf");
+    std::fs::write(&conf_path, conf).ok()?;
+    let child = measured(&nginx, pin)
+        .arg("-c")
+        .arg(&conf_path)
+        .arg("-p")
+        .arg(&dir)
+        .stderr(Stdio::null())
+        .spawn();
+    match child {
+        Ok(c) => Some(Killed(c)),
+        Err(e) => {
+            println!("nginx: cannot start ({e}); measuring without it\n");
+            None
+        }
+    }
+}
+
+/// Pins this process (the load generator) to `cpus`.
+fn pin_self(cpus: &str) {
+    let _ = Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &std::process::id().to_string()])
+        .stdout(Stdio::null())
+        .status();
+}
+
 #[tokio::main]
 async fn main() {
     let mut argv = std::env::args().skip(1);
     let secs: u64 = argv.next().and_then(|s| s.parse().ok()).unwrap_or(5);
     let concurrency: usize = argv.next().and_then(|s| s.parse().ok()).unwrap_or(16);
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let pin = pinning();
+    if let Some((_, load_cpus)) = &pin {
+        pin_self(load_cpus);
+    }
     let backend_ip = "127.0.0.2";
     let port = free_port(backend_ip);
     let gw_port = free_port("127.0.0.1");
+    let nginx_port = free_port("127.0.0.1");
     let _backend = Killed(
-        Command::new(binary("node-mcp-server"))
+        measured(&binary("node-mcp-server"), &pin)
             .env("NODE_NAME", "bench-node")
             .env("BIND_ADDRESS", backend_ip)
             .env("BACKEND_PORT", port.to_string())
@@ -168,7 +255,7 @@ async fn main() {
     );
     wait_ready(&format!("http://{backend_ip}:{port}/healthz")).await;
     let _gateway = Killed(
-        Command::new(binary("k8s-aggregator-mcp"))
+        measured(&binary("k8s-aggregator-mcp"), &pin)
             .env("STATIC_NODES", format!("bench-node={backend_ip}"))
             .env("BACKEND_PORT", port.to_string())
             .env("BIND_ADDRESS", "127.0.0.1")
@@ -179,35 +266,61 @@ async fn main() {
             .expect("spawn gateway"),
     );
     wait_ready(&format!("http://127.0.0.1:{gw_port}/readyz")).await;
+    let nginx = start_nginx(
+        &format!("127.0.0.1:{nginx_port}"),
+        &format!("{backend_ip}:{port}"),
+        &pin,
+    );
+    let via_nginx = format!("http://127.0.0.1:{nginx_port}/mcp");
+    if nginx.is_some() {
+        wait_ready(&format!("http://127.0.0.1:{nginx_port}/healthz")).await;
+    }
     let direct = format!("http://{backend_ip}:{port}/mcp");
     let via = format!("http://127.0.0.1:{gw_port}/mcp");
     println!(
-        "tools/call node_info, {secs} s per run, {concurrency} concurrent callers, loopback, {} CPUs",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        "tools/call node_info, {secs} s per run, 1 and {concurrency} concurrent callers, loopback, {cpus} CPUs{}",
+        match &pin {
+            Some((s, l)) => format!(", servers pinned to CPU {s}, load generator to CPU {l}"),
+            None => ", no pinning".into(),
+        }
     );
     for (era, mode) in [
         ("2025-11-25", ClientMode::Legacy),
         ("2026-07-28", ClientMode::Modern),
     ] {
-        let d = load(&direct, mode, json!({}), secs, concurrency).await;
-        let g = load(&via, mode, json!({"node": "bench-node"}), secs, concurrency).await;
-        row(&format!("direct to node server ({era})"), &d);
-        row(&format!("through the gateway   ({era})"), &g);
-        let added50 = g.p50.as_secs_f64() - d.p50.as_secs_f64();
-        let added99 = g.p99.as_secs_f64() - d.p99.as_secs_f64();
-        println!(
-            "  gateway adds p50 {:+.0} µs, p99 {:+.0} µs; throughput ratio gateway/direct {:.2}\n",
-            added50 * 1e6,
-            added99 * 1e6,
-            g.per_sec / d.per_sec
-        );
-    }
-    // Sequential latency (one caller): the per-call cost without queueing.
-    for (label, url, args) in [
-        ("direct, 1 caller", &direct, json!({})),
-        ("gateway, 1 caller", &via, json!({"node": "bench-node"})),
-    ] {
-        let s = load(url, ClientMode::Legacy, args, 2, 1).await;
-        row(label, &s);
+        println!("\n{era}:");
+        let mut one = Vec::new();
+        let mut many = Vec::new();
+        for (label, url, args, present) in [
+            ("direct", &direct, json!({}), true),
+            ("nginx", &via_nginx, json!({}), nginx.is_some()),
+            ("gateway", &via, json!({"node": "bench-node"}), true),
+        ] {
+            if !present {
+                continue;
+            }
+            let s1 = load(url, mode, args.clone(), secs, 1).await;
+            row(&format!("{label}, 1 caller"), &s1);
+            let sn = load(url, mode, args, secs, concurrency).await;
+            row(&format!("{label}, {concurrency} callers"), &sn);
+            one.push((label, s1));
+            many.push((label, sn));
+        }
+        let find = |v: &[(&str, Stats)], l: &str| v.iter().position(|(x, _)| *x == l);
+        let added = |i: usize| (one[i].1.p50.as_secs_f64() - one[0].1.p50.as_secs_f64()) * 1e6;
+        let g = find(&one, "gateway").unwrap_or(0);
+        print!("  added p50 at 1 caller: gateway {:+.0} µs", added(g));
+        match find(&one, "nginx") {
+            Some(n) => println!(
+                ", nginx {:+.0} µs; throughput at {concurrency}: gateway / nginx {:.2}, gateway / direct {:.2}",
+                added(n),
+                many[g].1.per_sec / many[n].1.per_sec,
+                many[g].1.per_sec / many[0].1.per_sec
+            ),
+            None => println!(
+                "; throughput at {concurrency}: gateway / direct {:.2} (no nginx)",
+                many[g].1.per_sec / many[0].1.per_sec
+            ),
+        }
     }
 }
