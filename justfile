@@ -83,7 +83,7 @@ demo-smoke:
 smoke URL="http://127.0.0.1:9029/mcp" *ARGS:
     scripts/smoke.sh {{URL}} {{ARGS}}
 
-# Measure tools/call throughput and latency, directly against a backend and through the gateway ([SECONDS] [CONCURRENCY]).
+# Measure tools/call throughput and latency: direct, through nginx (if installed: apt-get install nginx-light) and through the gateway ([SECONDS] [CONCURRENCY]).
 bench *ARGS:
     cargo build --release --workspace
     cargo run --release --example bench -- {{ARGS}}
