@@ -205,6 +205,7 @@ pub async fn forward(
             .is_some()
             .then_some(&mut relay as &mut (dyn FnMut(Bytes) + Send)),
         timeout: Some(timeout),
+        on_request: None,
     };
     // If this future is dropped mid-call (the client went away), the guard tells a
     // legacy backend; a 2026-07-28 backend sees its stream close.

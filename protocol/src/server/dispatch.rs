@@ -172,8 +172,72 @@ impl<H: ToolHandler> McpServer<H> {
         let modern = ctx.version.era() == Era::Modern;
         let use_sse = ctx.accepts.sse && (token.is_some() || modern || !ctx.accepts.json);
         let cancel = CancellationToken::new();
+        let hold = match self.admit(&ctx, &id, &cancel) {
+            Ok(h) => h,
+            Err(resp) => return *resp,
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let progress = match (&token, use_sse) {
+            (Some(t), true) => Some(ProgressSink {
+                token: t.clone(),
+                tx: tx.clone(),
+            }),
+            _ => None,
+        };
+        let outbound = self.outbound(&ctx, &params, ctx.accepts.sse.then_some(tx));
+        let call = ToolCall {
+            id: id.clone(),
+            version: ctx.version,
+            name,
+            params,
+            progress,
+            outbound,
+            cancel: cancel.clone(),
+            extensions: ctx.extensions.clone(),
+        };
+        let future = self.inner.handler.call_tool(call);
+        self.respond(&ctx, id, use_sse, cancel, hold, rx, future)
+            .await
+    }
+
+    /// Any other request the handler serves: the same caps, outbound channel,
+    /// cancellation and framing as a tool call.
+    pub(super) async fn other(&self, ctx: Ctx, req: Request) -> Response<Body> {
+        let id = req.id.clone();
+        let params = req.params.unwrap_or_default();
+        let cancel = CancellationToken::new();
+        let hold = match self.admit(&ctx, &id, &cancel) {
+            Ok(h) => h,
+            Err(resp) => return *resp,
+        };
+        let use_sse = ctx.accepts.sse && (ctx.version.era() == Era::Modern || !ctx.accepts.json);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let outbound = self.outbound(&ctx, &params, ctx.accepts.sse.then_some(tx));
+        let request = ClientRequest {
+            id: id.clone(),
+            method: req.method,
+            params,
+            outbound,
+            cancel: cancel.clone(),
+            extensions: ctx.extensions.clone(),
+        };
+        let future = self.inner.handler.handle_request(request);
+        self.respond(&ctx, id, use_sse, cancel, hold, rx, future)
+            .await
+    }
+
+    /// Takes the request's share of the in-flight caps (server-wide, then its session's).
+    pub(super) fn admit(
+        &self,
+        ctx: &Ctx,
+        id: &RequestId,
+        cancel: &CancellationToken,
+    ) -> Result<Hold, Box<Response<Body>>> {
         let Ok(slot) = self.inner.inflight.clone().try_acquire_owned() else {
-            return busy(Some(&id), "too many requests in flight; retry shortly");
+            return Err(Box::new(busy(
+                Some(id),
+                "too many requests in flight; retry shortly",
+            )));
         };
         let guard = match &ctx.session {
             None => None,
@@ -184,60 +248,95 @@ impl<H: ToolHandler> McpServer<H> {
             ) {
                 Some(g) => Some(g),
                 None => {
-                    return too_many(
-                        Some(&id),
+                    return Err(Box::new(too_many(
+                        Some(id),
                         "too many requests in flight on this session; wait for some to finish",
-                    );
+                    )));
                 }
             },
         };
-        let hold = Hold {
+        Ok(Hold {
             _session: guard,
             _slot: slot,
             _budget: ctx.budget.clone(),
-        };
-        let (tx, rx) = mpsc::unbounded_channel();
-        let progress = match (&token, use_sse) {
-            (Some(t), true) => Some(ProgressSink {
-                token: t.clone(),
-                tx,
-            }),
-            _ => None,
-        };
-        let call = ToolCall {
-            id: id.clone(),
+        })
+    }
+
+    /// The outbound channel of one request (`tx`: its SSE frames, when the client
+    /// takes SSE).
+    pub(super) fn outbound(
+        &self,
+        ctx: &Ctx,
+        params: &Map<String, Value>,
+        tx: Option<mpsc::UnboundedSender<Bytes>>,
+    ) -> Outbound {
+        let modern = ctx.version.era() == Era::Modern;
+        let meta = params.get("_meta").and_then(Value::as_object);
+        Outbound {
+            tx,
             version: ctx.version,
-            name,
-            params,
-            progress,
-            cancel: cancel.clone(),
-            extensions: ctx.extensions.clone(),
-        };
-        let future = self.inner.handler.call_tool(call);
-        if !use_sse {
-            let outcome = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => None,
-                out = future => (!cancel.is_cancelled()).then_some(out),
-            };
-            drop(hold);
-            return match outcome {
-                Some(Ok(result)) => {
-                    body::json_response(StatusCode::OK, jsonrpc::result_bytes(&id, &result))
-                }
-                Some(Err(e)) => error_response(StatusCode::OK, Some(&id), &e),
-                // Cancelled by the client: no JSON-RPC response is sent for it.
-                None => body::status_response(StatusCode::NO_CONTENT),
-            };
+            session: ctx.session.clone(),
+            capabilities: ctx.client_capabilities.clone(),
+            modern_log_level: meta
+                .and_then(|m| m.get(meta::LOG_LEVEL))
+                .and_then(Value::as_str)
+                .and_then(mcp::LogLevel::parse)
+                .filter(|_| modern),
+            input: params.get("inputResponses").filter(|_| modern).map(|r| {
+                let state = params
+                    .get("requestState")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                (r.clone(), state)
+            }),
         }
-        body::sse_response(call_stream(
-            id,
-            future,
-            rx,
-            cancel,
-            hold,
-            self.inner.config.keep_alive,
-        ))
+    }
+
+    /// Answers a handled request: JSON when it finishes without sending anything
+    /// (unless SSE was chosen up front), else an SSE stream that starts with the first
+    /// message the handler sent and ends with the response. A cancelled request gets
+    /// no response.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn respond(
+        &self,
+        ctx: &Ctx,
+        id: RequestId,
+        use_sse: bool,
+        cancel: CancellationToken,
+        hold: Hold,
+        mut rx: mpsc::UnboundedReceiver<Bytes>,
+        mut future: BoxFuture<Result<Bytes, ErrorObject>>,
+    ) -> Response<Body> {
+        let keep_alive = self.inner.config.keep_alive;
+        if use_sse {
+            return body::sse_response(call_stream(id, future, rx, cancel, hold, keep_alive));
+        }
+        let first = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => None,
+            out = &mut future => Some(Err(out)),
+            Some(frame) = rx.recv(), if ctx.accepts.sse => Some(Ok(frame)),
+        };
+        match first {
+            Some(Ok(frame)) => {
+                let head = stream::once(async move { sse::encode_event(&frame) });
+                body::sse_response(
+                    head.chain(call_stream(id, future, rx, cancel, hold, keep_alive)),
+                )
+            }
+            Some(Err(_)) if cancel.is_cancelled() => body::status_response(StatusCode::NO_CONTENT),
+            Some(Err(out)) => {
+                drop(hold);
+                match out {
+                    Ok(result) => {
+                        body::json_response(StatusCode::OK, jsonrpc::result_bytes(&id, &result))
+                    }
+                    Err(e) => error_response(StatusCode::OK, Some(&id), &e),
+                }
+            }
+            // Cancelled by the client: no JSON-RPC response is sent for it.
+            None => body::status_response(StatusCode::NO_CONTENT),
+        }
     }
 }
 

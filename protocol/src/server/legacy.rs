@@ -31,6 +31,13 @@ impl<H: ToolHandler> McpServer<H> {
             let Some(session) = self.inner.sessions.create(version, changes, &owner) else {
                 return busy(Some(&req.id), "every session is busy; retry later");
             };
+            session.set_client_capabilities(
+                req.params
+                    .as_ref()
+                    .and_then(|p| p.get("capabilities"))
+                    .cloned()
+                    .unwrap_or_default(),
+            );
             if let Ok(v) = HeaderValue::from_str(&session.id) {
                 resp.headers_mut().insert(headers::MCP_SESSION_ID, v);
             }
@@ -93,6 +100,10 @@ impl<H: ToolHandler> McpServer<H> {
         Ok(Ctx {
             version,
             accepts,
+            client_capabilities: session
+                .as_ref()
+                .map(|s| s.client_capabilities())
+                .unwrap_or_default(),
             session,
             extensions: extensions.clone(),
             budget: None,
@@ -105,9 +116,14 @@ impl<H: ToolHandler> McpServer<H> {
                 self.legacy_notification(&ctx, &n);
                 body::status_response(StatusCode::ACCEPTED)
             }
-            Message::Response(_) => body::status_response(StatusCode::ACCEPTED),
+            Message::Response(r) => {
+                self.legacy_response(&ctx, r);
+                body::status_response(StatusCode::ACCEPTED)
+            }
             Message::Request(req) => match req.method.as_str() {
                 method::PING => json_result(&req.id, &json!({})),
+                method::SET_LEVEL => self.set_level(&ctx, &req),
+                m if self.inner.handler.handles(m) => self.other(ctx, req).await,
                 method::TOOLS_LIST => self.list(&ctx, &req),
                 method::TOOLS_CALL => self.call(ctx, req, None).await,
                 _ => error_response(
@@ -117,6 +133,33 @@ impl<H: ToolHandler> McpServer<H> {
                 ),
             },
         }
+    }
+
+    /// A client's answer to one of our server-to-client requests.
+    pub(super) fn legacy_response(&self, ctx: &Ctx, r: jsonrpc::Response) {
+        let (Some(session), Some(id)) = (&ctx.session, r.id) else {
+            return;
+        };
+        let found = session.answer(&id, r.outcome);
+        tracing::debug!(request = %id, found, "client answered a server request");
+    }
+
+    /// `logging/setLevel`: remembered on the session, applied to every log message
+    /// sent to this client.
+    pub(super) fn set_level(&self, ctx: &Ctx, req: &Request) -> Response<Body> {
+        let Some(level) = req.str_param("level").and_then(mcp::LogLevel::parse) else {
+            return error_response(
+                StatusCode::OK,
+                Some(&req.id),
+                &ErrorObject::invalid_params(
+                    "logging/setLevel needs params.level (debug, info, notice, warning, error, critical, alert or emergency)",
+                ),
+            );
+        };
+        if let Some(session) = &ctx.session {
+            session.set_log_level(level);
+        }
+        json_result(&req.id, &json!({}))
     }
 
     pub(super) fn legacy_notification(&self, ctx: &Ctx, n: &Notification) {
@@ -190,7 +233,10 @@ impl<H: ToolHandler> McpServer<H> {
                     self.legacy_notification(&ctx, &n);
                     None
                 }
-                Ok(Message::Response(_)) => None,
+                Ok(Message::Response(r)) => {
+                    self.legacy_response(&ctx, r);
+                    None
+                }
                 Ok(Message::Request(req)) => {
                     let ctx = Ctx {
                         accepts: Accepts {

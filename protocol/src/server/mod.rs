@@ -30,7 +30,10 @@ use crate::sse;
 mod dispatch;
 mod legacy;
 mod modern;
+mod outbound;
 mod streams;
+
+pub use outbound::Outbound;
 
 use streams::{Hold, StreamHold, call_stream, change_stream};
 
@@ -76,6 +79,39 @@ pub trait ToolHandler: Send + Sync + 'static {
     /// Runs a call; the result is the serialized `CallToolResult` (or a JSON-RPC error
     /// to send as it is).
     fn call_tool(&self, call: ToolCall) -> BoxFuture<Result<Bytes, ErrorObject>>;
+
+    /// Whether the handler serves a request method beyond the transport's own
+    /// (initialize, ping, server/discover, tools/*, logging/setLevel,
+    /// subscriptions/listen); such requests go to [`ToolHandler::handle_request`].
+    fn handles(&self, method_name: &str) -> bool {
+        let _ = method_name;
+        false
+    }
+
+    /// Answers any other client request the handler [`ToolHandler::handles`], with
+    /// the same outbound channel and cancellation as a tool call; the result is the
+    /// serialized result object.
+    fn handle_request(&self, request: ClientRequest) -> BoxFuture<Result<Bytes, ErrorObject>> {
+        let method = request.method;
+        Box::pin(async move { Err(ErrorObject::method_not_found(&method)) })
+    }
+}
+
+/// A client request other than a tool call, as the handler sees it.
+#[derive(Debug)]
+pub struct ClientRequest {
+    /// The client's request id (for logs).
+    pub id: RequestId,
+    /// The method.
+    pub method: String,
+    /// The params object as sent.
+    pub params: Map<String, Value>,
+    /// Notifications and server-to-client requests for the client.
+    pub outbound: Outbound,
+    /// Cancelled when the client cancels.
+    pub cancel: CancellationToken,
+    /// The HTTP request's extensions (as in [`ToolCall::extensions`]).
+    pub extensions: http::Extensions,
 }
 
 /// One tools/call as the handler sees it.
@@ -91,6 +127,9 @@ pub struct ToolCall {
     pub params: Map<String, Value>,
     /// Where progress goes, when the client asked for it and can receive it.
     pub progress: Option<ProgressSink>,
+    /// Log messages and server-to-client requests for the calling client, on this
+    /// call's stream.
+    pub outbound: Outbound,
     /// Cancelled when the client cancels (legacy notification, or the stream closing).
     pub cancel: CancellationToken,
     /// The HTTP request's extensions: what the layer in front of the MCP endpoint
@@ -254,6 +293,8 @@ struct Ctx {
     session: Option<Arc<Session>>,
     /// The HTTP request's extensions, handed on to the handler.
     extensions: http::Extensions,
+    /// 2026-07-28: the capabilities in the request's `_meta` (legacy: the session's).
+    client_capabilities: Value,
     /// The request's share of the body budget, held until it is answered.
     budget: Option<Arc<body::BudgetShare>>,
 }
@@ -277,7 +318,11 @@ impl<H: ToolHandler> McpServer<H> {
                 handler,
                 catalog_generation,
                 shutdown: CancellationToken::new(),
-                capabilities: mcp::tools_capabilities(true),
+                capabilities: {
+                    let mut c = mcp::tools_capabilities(true);
+                    c["logging"] = json!({});
+                    c
+                },
             }),
         }
     }

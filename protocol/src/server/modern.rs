@@ -87,6 +87,11 @@ impl<H: ToolHandler> McpServer<H> {
             version,
             accepts,
             session: None,
+            client_capabilities: req
+                .meta()
+                .and_then(|m| m.get(meta::CLIENT_CAPABILITIES))
+                .cloned()
+                .unwrap_or_default(),
             extensions,
             budget,
         };
@@ -104,6 +109,7 @@ impl<H: ToolHandler> McpServer<H> {
             method::TOOLS_LIST => self.list(&ctx, &req),
             method::TOOLS_CALL => self.call(ctx, req, Some(headers)).await,
             method::SUBSCRIPTIONS_LISTEN => self.listen(&ctx, req),
+            m if self.inner.handler.handles(m) => self.other(ctx, req).await,
             _ => error_response(
                 StatusCode::NOT_FOUND,
                 id,
