@@ -608,9 +608,10 @@ impl McpClient {
         let version = HeaderValue::from_static(conn.version.as_str());
         match conn.version.era() {
             Era::Legacy => {
-                // Per-request capabilities are a 2026-07-28 notion.
+                // Per-request capabilities and log level are 2026-07-28 notions.
                 if let Some(Value::Object(m)) = params.get_mut("_meta") {
                     m.shift_remove(meta::CLIENT_CAPABILITIES);
+                    m.shift_remove(meta::LOG_LEVEL);
                     if m.is_empty() {
                         params.shift_remove("_meta");
                     }
