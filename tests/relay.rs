@@ -215,3 +215,77 @@ async fn two_clients_eliciting_at_once_on_one_node_get_their_own_answers() {
         "{two}"
     );
 }
+
+/// A gateway (speaking 2026-07-28 to its backends, the default `auto`) over our own
+/// node server with `INTERACTIVE_TOOLS=true` on node `n1`.
+async fn node_server_setup(net: u8) -> (FakeKube, Proc, Proc) {
+    let kube = FakeKube::start().await;
+    let addr = ip(net, 2);
+    let port = procs::common_free_port(&[addr]);
+    let backend =
+        procs::spawn_backend_with("n1", addr, port, &[("INTERACTIVE_TOOLS", "true".into())]).await;
+    kube.set_node("n1", addr, true);
+    let env = [
+        ("KUBECONFIG", kube.kubeconfig_path().display().to_string()),
+        ("BACKEND_PORT", port.to_string()),
+    ];
+    let gateway = procs::spawn_gateway(ip(net, 1), &env).await;
+    (kube, backend, gateway)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2026_backend_confirmation_reaches_clients_of_both_eras() {
+    let (_kube, backend, gateway) = node_server_setup(5).await;
+    let args = json!({"node": "n1", "seconds": 1});
+    for mode in ["legacy", "auto"] {
+        // Directly first: the node server's own answer.
+        let direct = {
+            let (url, a) = (backend.url(), json!({"seconds": 1}));
+            blocking(move || {
+                interop::sdk_relay_client(
+                    &url,
+                    mode,
+                    "confirm_cpu_usage",
+                    &a,
+                    &["--log-level", "info"],
+                )
+            })
+            .await
+        };
+        let via = {
+            let (url, a) = (gateway.url(), args.clone());
+            blocking(move || {
+                interop::sdk_relay_client(
+                    &url,
+                    mode,
+                    "confirm_cpu_usage",
+                    &a,
+                    &["--log-level", "info"],
+                )
+            })
+            .await
+        };
+        for doc in [&direct, &via] {
+            assert_eq!(doc["ok"], true, "{mode}: {doc}");
+            assert!(text(doc).starts_with("n1: confirmed;"), "{mode}: {doc}");
+            assert_eq!(doc["asked"], json!(["elicitation/create"]), "{mode}: {doc}");
+        }
+        // Legacy client: the gateway turned the backend's input_required into a
+        // request on the client's stream; both eras see the log messages.
+        let logs = via["logs"].as_array().unwrap();
+        assert!(!logs.is_empty(), "{mode}: log messages relayed: {via}");
+        assert!(logs.iter().all(|l| l["level"] == "info"), "{mode}: {via}");
+    }
+    // Without the elicitation capability: the tool says so at once.
+    for mode in ["legacy", "auto"] {
+        let (url, a) = (gateway.url(), args.clone());
+        let doc = blocking(move || {
+            interop::sdk_relay_client(&url, mode, "confirm_cpu_usage", &a, &["--no-elicitation"])
+        })
+        .await;
+        assert!(
+            text(&doc).starts_with("n1: not sampled: the client cannot be asked"),
+            "{mode}: {doc}"
+        );
+    }
+}
