@@ -327,6 +327,20 @@ impl<H: ToolHandler> McpServer<H> {
             Some(Err(_)) if cancel.is_cancelled() => body::status_response(StatusCode::NO_CONTENT),
             Some(Err(out)) => {
                 drop(hold);
+                // Messages the handler sent in its only poll precede the response.
+                let mut frames = Vec::new();
+                while let Ok(note) = rx.try_recv() {
+                    frames.extend_from_slice(&sse::encode_event(&note));
+                }
+                if !frames.is_empty() {
+                    let last = match out {
+                        Ok(result) => jsonrpc::result_bytes(&id, &result),
+                        Err(e) => jsonrpc::error_bytes(Some(&id), &e),
+                    };
+                    frames.extend_from_slice(&sse::encode_event(&last));
+                    let all = Bytes::from(frames);
+                    return body::sse_response(stream::once(async move { all }));
+                }
                 match out {
                     Ok(result) => {
                         body::json_response(StatusCode::OK, jsonrpc::result_bytes(&id, &result))
