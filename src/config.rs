@@ -56,6 +56,11 @@ pub struct Settings {
     /// Upper bound on one forwarded tool call, in seconds.
     #[arg(long, env = "CALL_TIMEOUT_SECONDS", default_value_t = 120)]
     pub call_timeout_seconds: u64,
+    /// How the gateway speaks to node servers: `auto` (2026-07-28 first, falling back
+    /// to initialize), `legacy` (initialize only: for a backend whose mid-call
+    /// requests only work with sessions) or `modern` (2026-07-28 only).
+    #[arg(long, env = "BACKEND_PROTOCOL", default_value = "auto")]
+    pub backend_protocol: String,
     /// Browser origins allowed to call the gateway, comma-separated (`*`: any). Loopback
     /// origins are always allowed; requests without Origin are not browser requests.
     #[arg(long, env = "ALLOWED_ORIGINS", default_value = "")]
@@ -234,6 +239,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Per-call deadline.
     pub call_timeout: Duration,
+    /// The era the gateway speaks to node servers (`BACKEND_PROTOCOL`).
+    pub backend_mode: mcp_protocol::client::ClientMode,
     /// Origin policy.
     pub origins: OriginPolicy,
     /// JSON logs.
@@ -422,6 +429,17 @@ impl Settings {
         if self.call_timeout_seconds == 0 || self.call_timeout_seconds > 86_400 {
             return Err(bad("CALL_TIMEOUT_SECONDS", "must be 1-86400"));
         }
+        let backend_mode = match self.backend_protocol.as_str() {
+            "auto" => mcp_protocol::client::ClientMode::Auto,
+            "legacy" => mcp_protocol::client::ClientMode::Legacy,
+            "modern" => mcp_protocol::client::ClientMode::Modern,
+            other => {
+                return Err(bad(
+                    "BACKEND_PROTOCOL",
+                    format!("{other:?} is not one of auto, legacy, modern"),
+                ));
+            }
+        };
         if self.max_body_bytes < 1024 {
             return Err(bad("MAX_BODY_BYTES", "must be at least 1024"));
         }
@@ -519,6 +537,7 @@ impl Settings {
             backend_path: self.backend_path.clone(),
             listen,
             call_timeout: Duration::from_secs(self.call_timeout_seconds),
+            backend_mode,
             origins: OriginPolicy::from_list(&self.allowed_origins),
             json_logs: self.log_format == "json",
             startup_wait: Duration::from_secs(self.startup_wait_seconds),

@@ -23,7 +23,7 @@ use crate::catalog::{Catalog, NODE_PARAM};
 use crate::cluster::{Discovery, NodeMap};
 use crate::metrics::{CallOutcome, Metrics};
 use crate::policy::{PolicyStore, ToolFacts};
-use crate::upstream::{self, ForwardError, Upstreams};
+use crate::upstream::{ForwardError, Upstreams};
 
 /// Everything a call needs, shared by all requests.
 pub struct Gateway {
@@ -348,6 +348,7 @@ impl Gateway {
             name,
             mut params,
             progress,
+            outbound,
             cancel,
             ..
         } = call;
@@ -355,10 +356,11 @@ impl Gateway {
             args.shift_remove(NODE_PARAM);
         }
         let client = self.upstreams.client(ip);
-        let forwarded = upstream::forward(
+        let forwarded = crate::relay::forward_call(
             client,
             params,
             progress.as_ref(),
+            &outbound,
             &cancel,
             self.call_timeout,
         )

@@ -26,5 +26,6 @@ pub mod demo;
 pub mod gateway;
 pub mod metrics;
 pub mod policy;
+pub mod relay;
 pub mod server;
 pub mod upstream;

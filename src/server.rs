@@ -163,12 +163,15 @@ pub async fn start_with(
     let sync_deadline = Duration::from_secs(30).max(config.startup_wait);
     let started = Instant::now();
     discovery.wait_synced(sync_deadline).await?;
-    let upstreams = Arc::new(Upstreams::with_credentials(
-        config.backend_port,
-        &config.backend_path,
-        config.call_timeout,
-        BackendCredentials::start(&config.backend_auth),
-    ));
+    let upstreams = Arc::new(
+        Upstreams::with_credentials(
+            config.backend_port,
+            &config.backend_path,
+            config.call_timeout,
+            BackendCredentials::start(&config.backend_auth),
+        )
+        .with_mode(config.backend_mode),
+    );
     let mut changes = discovery.changes();
     let tools = loop {
         let nodes = discovery.nodes();

@@ -15,7 +15,7 @@ use mcp_protocol::client::{
 };
 use mcp_protocol::jsonrpc::RequestId;
 use mcp_protocol::mcp::{ProtocolVersion, meta};
-use mcp_protocol::server::ProgressSink;
+use mcp_protocol::server::{Outbound, ProgressSink};
 use mcp_protocol::token_file::{self, TokenFile};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -126,6 +126,9 @@ impl Upstreams {
         let mut options = ClientOptions::new("k8s-aggregator-mcp", env!("CARGO_PKG_VERSION"));
         options.request_timeout = timeout;
         options.extra_headers = credentials.headers.clone();
+        // The gateway relays these to the calling client (or refuses them at once
+        // for a client that did not declare them), so a backend may always ask.
+        options.capabilities = crate::relay::upstream_capabilities();
         Upstreams {
             http: http_client(Duration::from_secs(5)),
             port,
@@ -134,6 +137,12 @@ impl Upstreams {
             clients: Mutex::new(HashMap::new()),
             _credentials: credentials,
         }
+    }
+
+    /// The same clients, speaking `mode` to the backends (`BACKEND_PROTOCOL`).
+    pub fn with_mode(mut self, mode: mcp_protocol::client::ClientMode) -> Self {
+        self.options.mode = mode;
+        self
     }
 
     /// The backend endpoint URL of a pod.
@@ -182,29 +191,38 @@ impl Upstreams {
 }
 
 /// Forwards a tools/call to a backend and returns its answer and the revision it
-/// spoke. Notifications the backend streams (progress) are relayed to `progress` as
-/// they arrive; `cancel` reaches the backend (legacy: `notifications/cancelled`;
-/// 2026-07-28: the upstream stream is closed).
+/// spoke. Notifications the backend streams are relayed as they arrive (progress to
+/// `progress`, log messages through `outbound`, filtered by the client's level), and
+/// the backend's mid-call requests (elicitation, sampling, roots) are asked of the
+/// calling client through `outbound` and answered in the backend's session; `cancel`
+/// reaches the backend (legacy: `notifications/cancelled`; 2026-07-28: the upstream
+/// stream is closed).
 pub async fn forward(
     client: Arc<McpClient>,
     mut params: Map<String, Value>,
     progress: Option<&ProgressSink>,
+    outbound: &Outbound,
     cancel: &CancellationToken,
     timeout: Duration,
 ) -> Result<(Reply, ProtocolVersion), ForwardError> {
     strip_protocol_meta(&mut params);
+    crate::relay::pass_client_meta(&mut params, outbound);
     let id = client.next_id();
     let mut relay = |note: Bytes| {
-        if let Some(sink) = progress {
-            sink.send_raw(note);
+        if crate::relay::is_progress(&note) {
+            if let Some(sink) = progress {
+                sink.send_raw(note);
+            }
+        } else {
+            outbound.relay(note);
         }
     };
+    let ask = crate::relay::asker(outbound.clone(), timeout);
     let opts = RequestOptions {
         id: Some(id.clone()),
-        on_notification: progress
-            .is_some()
-            .then_some(&mut relay as &mut (dyn FnMut(Bytes) + Send)),
+        on_notification: Some(&mut relay as &mut (dyn FnMut(Bytes) + Send)),
         timeout: Some(timeout),
+        on_request: Some(&ask),
     };
     // If this future is dropped mid-call (the client went away), the guard tells a
     // legacy backend; a 2026-07-28 backend sees its stream close.

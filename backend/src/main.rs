@@ -37,6 +37,10 @@ struct Settings {
     /// --password=..., tokens, URL passwords replaced by ***), `full`, or `none`.
     #[arg(long, env = "PROCESS_CMDLINE", default_value = "redacted", value_parser = CmdlineMode::parse)]
     process_cmdline: CmdlineMode,
+    /// Also serve `confirm_cpu_usage`, a tool that logs and asks the client to
+    /// confirm mid-call (elicitation): for testing MCP clients and relays.
+    #[arg(long, env = "INTERACTIVE_TOOLS", default_value_t = false)]
+    interactive_tools: bool,
 }
 
 /// Runs, and reports a start-up failure as one line with its causes (no backtrace:
@@ -89,10 +93,11 @@ async fn run() -> anyhow::Result<()> {
         host,
         cmdline: settings.process_cmdline,
     };
-    node_mcp_server::server::run_with_auth(
+    node_mcp_server::server::run_with_options(
         listener,
         ctx,
         std::sync::Arc::new(auth),
+        settings.interactive_tools,
         mcp_protocol::serve::shutdown_signal(),
     )
     .await;

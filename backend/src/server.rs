@@ -24,12 +24,23 @@ pub struct NodeTools {
     list_modern: Bytes,
     /// Known tool names (none declares `x-mcp-header`).
     names: HashMap<String, Arc<[ParamHeader]>>,
+    /// Whether `confirm_cpu_usage` is served (`INTERACTIVE_TOOLS`).
+    interactive: bool,
 }
 
 impl NodeTools {
     /// Builds the handler and its cached tools/list answers.
     pub fn new(ctx: ToolContext, list_ttl_ms: u64) -> Self {
-        let defs = tools::definitions();
+        Self::with_interactive(ctx, list_ttl_ms, false)
+    }
+
+    /// [`NodeTools::new`], with `confirm_cpu_usage` when `interactive` (a tool that
+    /// logs and asks the client mid-call, for testing a relay).
+    pub fn with_interactive(ctx: ToolContext, list_ttl_ms: u64, interactive: bool) -> Self {
+        let mut defs = tools::definitions();
+        if interactive {
+            defs.push(crate::interactive::definition());
+        }
         let list = |era| {
             Bytes::from(
                 serde_json::to_vec(&mcp::tools_list_result(era, &defs, None, list_ttl_ms))
@@ -46,6 +57,7 @@ impl NodeTools {
             list_legacy: list(Era::Legacy),
             list_modern: list(Era::Modern),
             names,
+            interactive,
         }
     }
 }
@@ -69,6 +81,9 @@ impl ToolHandler for NodeTools {
 
     fn call_tool(&self, call: ToolCall) -> BoxFuture<Result<Bytes, ErrorObject>> {
         let ctx = self.ctx.clone();
+        if self.interactive && call.name == crate::interactive::NAME {
+            return Box::pin(confirm_cpu_usage(ctx, call));
+        }
         Box::pin(async move {
             let era = call.version.era();
             let empty = serde_json::Map::new();
@@ -94,6 +109,48 @@ impl ToolHandler for NodeTools {
                 .map_err(ErrorObject::internal)
         })
     }
+}
+
+/// `confirm_cpu_usage`: log, ask, then sample (or say why not).
+async fn confirm_cpu_usage(ctx: Arc<ToolContext>, call: ToolCall) -> Result<Bytes, ErrorObject> {
+    use crate::interactive::{Decision, confirm};
+    let era = call.version.era();
+    let seconds = call
+        .arguments()
+        .and_then(|a| a.get("seconds"))
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(1)
+        .clamp(1, 30);
+    let node = ctx.node_name.clone();
+    let result = match confirm(&call, &node, seconds).await {
+        Decision::Ask(input_required) => input_required,
+        Decision::Stop(why) => {
+            mcp::tool_result(era, &format!("{node}: not sampled: {why}"), None, false)
+        }
+        Decision::Proceed => {
+            let mut args = serde_json::Map::new();
+            args.insert("seconds".into(), seconds.into());
+            match tools::call(&ctx, "cpu_usage", &args, None, &call.cancel).await {
+                Ok(out) => {
+                    call.outbound.log(
+                        mcp_protocol::mcp::LogLevel::Info,
+                        Some(crate::interactive::NAME),
+                        serde_json::json!("sampled"),
+                    );
+                    mcp::tool_result(
+                        era,
+                        &format!("{node}: confirmed; {}", out.text),
+                        Some(out.structured),
+                        false,
+                    )
+                }
+                Err(e) => mcp::tool_result(era, &e.to_string(), None, true),
+            }
+        }
+    };
+    serde_json::to_vec(&result)
+        .map(Bytes::from)
+        .map_err(ErrorObject::internal)
 }
 
 /// Runs a tool, forwarding its progress updates to the client as they happen.
@@ -189,9 +246,21 @@ pub async fn run_with_auth(
     auth: Arc<ClientAuth>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    run_with_options(listener, ctx, auth, false, shutdown).await
+}
+
+/// [`run_with_auth`], serving `confirm_cpu_usage` too when `interactive`
+/// (`INTERACTIVE_TOOLS`).
+pub async fn run_with_options(
+    listener: tokio::net::TcpListener,
+    ctx: ToolContext,
+    auth: Arc<ClientAuth>,
+    interactive: bool,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     let cfg = server_config(&ctx.node_name);
     let ttl = cfg.list_ttl_ms;
-    let server = McpServer::new(cfg, NodeTools::new(ctx, ttl));
+    let server = McpServer::new(cfg, NodeTools::with_interactive(ctx, ttl, interactive));
     let stop = server.clone();
     let shutdown = async move {
         shutdown.await;

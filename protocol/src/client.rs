@@ -48,6 +48,10 @@ pub struct ClientOptions {
     /// Headers sent with every request (the caller's own credential towards this
     /// server, extra headers a deployment needs); swappable while the client runs.
     pub extra_headers: SharedHeaders,
+    /// The `capabilities` declared in initialize (and, when the request carries none,
+    /// in a 2026-07-28 request's `_meta`): what server-to-client requests this client
+    /// answers through [`RequestOptions::on_request`].
+    pub capabilities: Value,
 }
 
 /// A header set shared by clients and replaceable at run time (a rotated token file):
@@ -99,6 +103,7 @@ impl ClientOptions {
             request_timeout: Duration::from_secs(60),
             max_message_bytes: 64 * 1024 * 1024,
             extra_headers: SharedHeaders::default(),
+            capabilities: json!({}),
         }
     }
 }
@@ -177,7 +182,15 @@ pub struct RequestOptions<'a> {
     pub on_notification: Option<&'a mut (dyn FnMut(Bytes) + Send)>,
     /// Overrides the default timeout.
     pub timeout: Option<Duration>,
+    /// Answers a server-to-client request (elicitation, sampling, roots) that arrives
+    /// on the request's SSE stream; the answer is POSTed back in the session. Without
+    /// it such a request is refused at once (-32601), so the server never waits.
+    pub on_request: Option<&'a OnRequest>,
 }
+
+/// Answers one server-to-client request: its result object, or an error to send.
+pub type OnRequest =
+    dyn Fn(jsonrpc::Request) -> crate::server::BoxFuture<Result<Value, ErrorObject>> + Send + Sync;
 
 /// The client.
 pub struct McpClient {
@@ -349,7 +362,7 @@ impl McpClient {
         };
         let params = json!({
             "protocolVersion": ProtocolVersion::LATEST_LEGACY.as_str(),
-            "capabilities": {},
+            "capabilities": self.options.capabilities.clone(),
             "clientInfo": self.options.client_info.to_value(),
         });
         let params = params.as_object().cloned().unwrap_or_default();
@@ -563,7 +576,7 @@ impl McpClient {
                 .flatten()
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
-            let reply = self.read_reply(resp, id, opts).await?;
+            let reply = self.read_reply(conn, resp, id, opts).await?;
             Ok((reply, session))
         };
         match tokio::time::timeout(timeout, work).await {
@@ -595,6 +608,14 @@ impl McpClient {
         let version = HeaderValue::from_static(conn.version.as_str());
         match conn.version.era() {
             Era::Legacy => {
+                // Per-request capabilities and log level are 2026-07-28 notions.
+                if let Some(Value::Object(m)) = params.get_mut("_meta") {
+                    m.shift_remove(meta::CLIENT_CAPABILITIES);
+                    m.shift_remove(meta::LOG_LEVEL);
+                    if m.is_empty() {
+                        params.shift_remove("_meta");
+                    }
+                }
                 if let Some(s) = &conn.session {
                     let v = HeaderValue::from_str(s)
                         .map_err(|_| self.protocol("session id is not a valid header value"))?;
@@ -616,7 +637,7 @@ impl McpClient {
                 if let Value::Object(m) = meta_obj {
                     m.insert(meta::PROTOCOL_VERSION.into(), conn.version.as_str().into());
                     m.entry(meta::CLIENT_CAPABILITIES)
-                        .or_insert_with(|| json!({}));
+                        .or_insert_with(|| self.options.capabilities.clone());
                     m.entry(meta::CLIENT_INFO)
                         .or_insert_with(|| self.options.client_info.to_value());
                 }
@@ -705,6 +726,7 @@ impl McpClient {
     /// notifications go to the callback until the response arrives.
     async fn read_reply(
         &self,
+        conn: &Connection,
         resp: reqwest::Response,
         id: &RequestId,
         opts: &mut RequestOptions<'_>,
@@ -716,7 +738,7 @@ impl McpClient {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with(headers::TEXT_EVENT_STREAM));
         if is_sse && status.is_success() {
-            return self.read_sse(resp, id, opts).await;
+            return self.read_sse(conn, resp, id, opts).await;
         }
         let body = self.read_body(resp).await?;
         match Message::from_slice(&body) {
@@ -754,6 +776,7 @@ impl McpClient {
 
     async fn read_sse(
         &self,
+        conn: &Connection,
         resp: reqwest::Response,
         id: &RequestId,
         opts: &mut RequestOptions<'_>,
@@ -773,8 +796,12 @@ impl McpClient {
                             cb(Bytes::from(event.data));
                         }
                     }
-                    // Server-to-client requests and stray responses: not ours to answer here.
-                    Ok(_) => {}
+                    Ok(Message::Request(r)) => {
+                        let on_request = opts.on_request;
+                        self.answer_server(conn, r, on_request).await
+                    }
+                    // Stray responses: not ours.
+                    Ok(Message::Response(_)) => {}
                     Err(e) => return Err(self.protocol(format!("bad SSE event: {e}"))),
                 }
             }
@@ -782,6 +809,49 @@ impl McpClient {
         Err(self.protocol(format!(
             "the stream ended before the response to request {id}"
         )))
+    }
+
+    /// Answers a server-to-client request read on a stream: through
+    /// [`RequestOptions::on_request`], else refused; the answer is POSTed in the
+    /// session. A failed POST is logged: the server's own deadline ends its wait.
+    async fn answer_server(
+        &self,
+        conn: &Connection,
+        req: jsonrpc::Request,
+        on_request: Option<&OnRequest>,
+    ) {
+        let id = req.id.clone();
+        let method_name = req.method.clone();
+        let outcome = match on_request {
+            Some(cb) => cb(req).await,
+            None => Err(ErrorObject::method_not_found(&method_name)),
+        };
+        let body = match &outcome {
+            Ok(result) => {
+                jsonrpc::result_bytes(&id, &serde_json::to_vec(result).unwrap_or_default())
+            }
+            Err(e) => jsonrpc::error_bytes(Some(&id), e),
+        };
+        let mut none = Map::new();
+        let headers = match self.headers_for(conn, "notifications/response", &mut none) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::debug!(url = %self.url, error = %e, "cannot answer a server request");
+                return;
+            }
+        };
+        match self
+            .post(headers, body, self.options.request_timeout, false)
+            .await
+        {
+            Ok(resp) if resp.status().is_success() => {}
+            Ok(resp) => {
+                tracing::debug!(url = %self.url, status = %resp.status(), method = %method_name, "server refused our answer")
+            }
+            Err(e) => {
+                tracing::debug!(url = %self.url, error = %e, method = %method_name, "could not answer a server request")
+            }
+        }
     }
 
     async fn read_body(&self, resp: reqwest::Response) -> Result<Vec<u8>, ClientError> {

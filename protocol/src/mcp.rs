@@ -117,6 +117,16 @@ pub mod method {
     pub const CANCELLED: &str = "notifications/cancelled";
     /// The tool catalog changed.
     pub const TOOLS_LIST_CHANGED: &str = "notifications/tools/list_changed";
+    /// Log messages from server to client.
+    pub const MESSAGE: &str = "notifications/message";
+    /// Legacy: the client sets the lowest log level it wants.
+    pub const SET_LEVEL: &str = "logging/setLevel";
+    /// Server-to-client: ask the user for information.
+    pub const ELICIT: &str = "elicitation/create";
+    /// Server-to-client: ask the client's model for a completion.
+    pub const SAMPLING: &str = "sampling/createMessage";
+    /// Server-to-client: ask the client for its roots.
+    pub const ROOTS_LIST: &str = "roots/list";
 }
 
 /// `_meta` keys defined by the 2026-07-28 revision.
@@ -133,6 +143,8 @@ pub mod meta {
     pub const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
     /// The progress token a request asks progress for.
     pub const PROGRESS_TOKEN: &str = "progressToken";
+    /// 2026-07-28: the lowest log level the client wants for this request.
+    pub const LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
 }
 
 /// Who we are, for initialize / discover answers and client info.
@@ -157,6 +169,102 @@ impl Implementation {
         m.insert("version".into(), self.version.clone().into());
         Value::Object(m)
     }
+}
+
+/// The severity of a log message (RFC 5424 order, lowest first), for filtering
+/// `notifications/message` by the level a client asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LogLevel {
+    /// Detailed debugging information.
+    Debug,
+    /// Informational messages.
+    Info,
+    /// Normal but significant events.
+    Notice,
+    /// Warning conditions.
+    Warning,
+    /// Error conditions.
+    Error,
+    /// Critical conditions.
+    Critical,
+    /// Action must be taken immediately.
+    Alert,
+    /// The system is unusable.
+    Emergency,
+}
+
+impl LogLevel {
+    /// Parses the wire name ("debug" .. "emergency").
+    pub fn parse(s: &str) -> Option<LogLevel> {
+        Some(match s {
+            "debug" => LogLevel::Debug,
+            "info" => LogLevel::Info,
+            "notice" => LogLevel::Notice,
+            "warning" => LogLevel::Warning,
+            "error" => LogLevel::Error,
+            "critical" => LogLevel::Critical,
+            "alert" => LogLevel::Alert,
+            "emergency" => LogLevel::Emergency,
+            _ => return None,
+        })
+    }
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Notice => "notice",
+            LogLevel::Warning => "warning",
+            LogLevel::Error => "error",
+            LogLevel::Critical => "critical",
+            LogLevel::Alert => "alert",
+            LogLevel::Emergency => "emergency",
+        }
+    }
+}
+
+/// The capability a client must have declared to be sent a server-to-client request
+/// (`elicitation`, `sampling`, `roots`), with the sub-capability a mode needs (URL-mode
+/// elicitation needs `elicitation.url`). None for methods that need none.
+pub fn required_client_capability(method_name: &str, params: &Map<String, Value>) -> Option<Value> {
+    match method_name {
+        method::ELICIT if params.get("mode").and_then(Value::as_str) == Some("url") => {
+            Some(json!({ "elicitation": { "url": {} } }))
+        }
+        method::ELICIT => Some(json!({ "elicitation": {} })),
+        method::SAMPLING => Some(json!({ "sampling": {} })),
+        method::ROOTS_LIST => Some(json!({ "roots": {} })),
+        _ => None,
+    }
+}
+
+/// Whether `declared` (a client's capabilities) covers `required` (as from
+/// [`required_client_capability`]): every key of `required` present, recursively.
+/// Form-mode elicitation is also implied by `elicitation.form` alone.
+pub fn has_capability(declared: &Value, required: &Value) -> bool {
+    match (declared, required) {
+        (Value::Object(d), Value::Object(r)) => r.iter().all(|(k, rv)| {
+            d.get(k)
+                .is_some_and(|dv| dv.is_object() && has_capability(dv, rv))
+        }),
+        _ => true,
+    }
+}
+
+/// A 2026-07-28 `InputRequiredResult`: the client answers `input_requests` and
+/// retries the request with `inputResponses` and `request_state`.
+pub fn input_required_result(
+    input_requests: Map<String, Value>,
+    request_state: Option<&str>,
+) -> Value {
+    let mut m = Map::new();
+    m.insert("resultType".into(), "input_required".into());
+    m.insert("inputRequests".into(), Value::Object(input_requests));
+    if let Some(s) = request_state {
+        m.insert("requestState".into(), s.into());
+    }
+    Value::Object(m)
 }
 
 /// The capabilities a tools-only server announces.

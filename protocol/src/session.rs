@@ -11,13 +11,16 @@
 use base64::Engine;
 use rand::RngCore;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-use crate::jsonrpc::RequestId;
-use crate::mcp::ProtocolVersion;
+use crate::jsonrpc::{ErrorObject, RequestId};
+use crate::mcp::{LogLevel, ProtocolVersion};
+
+/// The client's answer to a server-to-client request: its result, or its error.
+pub type Answer = Result<Box<serde_json::value::RawValue>, ErrorObject>;
 
 /// Session limits.
 #[derive(Debug, Clone)]
@@ -71,6 +74,15 @@ pub struct Session {
     /// Catalog-change signal shared by the session's GET streams, so each change is
     /// delivered on one stream only.
     pub changes: Arc<tokio::sync::Mutex<tokio::sync::watch::Receiver<u64>>>,
+    /// Server-to-client requests waiting for the client's POSTed response, by the id
+    /// we gave them (ids are per session, so answers from other clients cannot match).
+    pending: Mutex<HashMap<RequestId, tokio::sync::oneshot::Sender<Answer>>>,
+    /// Numbers the server-to-client requests of this session.
+    next_request: AtomicU64,
+    /// The level set by `logging/setLevel`; None: every message is sent.
+    log_level: Mutex<Option<LogLevel>>,
+    /// The `capabilities` the client declared in `initialize`.
+    client_capabilities: Mutex<serde_json::Value>,
 }
 
 impl Session {
@@ -129,6 +141,58 @@ impl Session {
     pub fn cancel(&self, id: &RequestId) -> bool {
         let token = self.inflight.lock().ok().and_then(|m| m.get(id).cloned());
         token.map(|t| t.cancel()).is_some()
+    }
+
+    /// Registers a server-to-client request; the receiver gets the client's answer.
+    /// Returns the id to send it under.
+    pub fn expect_answer(&self) -> (RequestId, tokio::sync::oneshot::Receiver<Answer>) {
+        let n = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let id = RequestId::String(format!("s2c-{n}"));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if let Ok(mut m) = self.pending.lock() {
+            m.insert(id.clone(), tx);
+        }
+        (id, rx)
+    }
+
+    /// Forgets a server-to-client request (answered elsewhere, timed out or abandoned).
+    pub fn forget_answer(&self, id: &RequestId) {
+        if let Ok(mut m) = self.pending.lock() {
+            m.remove(id);
+        }
+    }
+
+    /// Hands a client's response to the request waiting for it; false if none was.
+    pub fn answer(&self, id: &RequestId, answer: Answer) -> bool {
+        let tx = self.pending.lock().ok().and_then(|mut m| m.remove(id));
+        tx.is_some_and(|tx| tx.send(answer).is_ok())
+    }
+
+    /// Sets the level below which log messages are not sent (`logging/setLevel`).
+    pub fn set_log_level(&self, level: LogLevel) {
+        if let Ok(mut l) = self.log_level.lock() {
+            *l = Some(level);
+        }
+    }
+
+    /// The level set by `logging/setLevel`, if any.
+    pub fn log_level(&self) -> Option<LogLevel> {
+        self.log_level.lock().ok().and_then(|l| *l)
+    }
+
+    /// Records the capabilities the client declared in `initialize`.
+    pub fn set_client_capabilities(&self, capabilities: serde_json::Value) {
+        if let Ok(mut c) = self.client_capabilities.lock() {
+            *c = capabilities;
+        }
+    }
+
+    /// The capabilities the client declared in `initialize`.
+    pub fn client_capabilities(&self) -> serde_json::Value {
+        self.client_capabilities
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default()
     }
 
     fn touch(&self, now: Instant) {
@@ -277,6 +341,10 @@ impl SessionStore {
             busy: AtomicUsize::new(0),
             streams: AtomicUsize::new(0),
             changes: Arc::new(tokio::sync::Mutex::new(changes)),
+            pending: Mutex::new(HashMap::new()),
+            next_request: AtomicU64::new(0),
+            log_level: Mutex::new(None),
+            client_capabilities: Mutex::new(serde_json::Value::Null),
         });
         let mut state = self.state.lock().ok()?;
         let owned = state.per_owner.get(owner).copied().unwrap_or(0);

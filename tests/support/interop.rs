@@ -328,6 +328,43 @@ pub fn sdk_client(url: &str, mode: &str, calls: &[SdkCall]) -> Value {
     doc
 }
 
+/// Runs `tests/interop/sdk_relay_client.py`: one tool call by the official SDK client
+/// that answers elicitation (unless `--no-elicitation` is in `extra`), sampling and
+/// roots with `--answer`, and collects log messages. Returns its JSON document
+/// (`ok`, `protocol_version`, `text`, `logs`, `asked`, `result`, `error`); panics
+/// when it prints none or runs past its deadline.
+pub fn sdk_relay_client(url: &str, mode: &str, tool: &str, args: &Value, extra: &[&str]) -> Value {
+    let t = tools();
+    let mut cmd = Command::new(&t.python);
+    cmd.arg(t.script("sdk_relay_client.py"))
+        .args([
+            "--url",
+            url,
+            "--mode",
+            mode,
+            "--tool",
+            tool,
+            "--timeout",
+            "60",
+        ])
+        .arg("--args")
+        .arg(args.to_string())
+        .args(extra);
+    let out = run_bounded(cmd, SDK_CLIENT_TIMEOUT);
+    if out.status.is_none() {
+        panic!(
+            "sdk_relay_client.py ({mode}) against {url} timed out\n{}",
+            out.describe()
+        );
+    }
+    serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "sdk_relay_client.py printed no JSON document ({e})\n{}",
+            out.describe()
+        )
+    })
+}
+
 // ---------------------------------------------------------------------------
 // Conformance suite
 // ---------------------------------------------------------------------------
@@ -518,6 +555,8 @@ pub struct FastMcpOptions {
     pub json_response: bool,
     /// FastMCP's Host/Origin guard (rejects non-localhost Host/Origin with 4xx).
     pub host_origin_protection: bool,
+    /// The server script under `tests/interop/` (default: `fastmcp_backend.py`).
+    pub script: Option<&'static str>,
 }
 
 /// A running FastMCP backend; killed (with its process group) on drop.
@@ -560,7 +599,7 @@ pub fn spawn_fastmcp_backend_with(host: &str, port: u16, opts: FastMcpOptions) -
     let log_file =
         std::fs::File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
     let mut cmd = Command::new(&t.python);
-    cmd.arg(t.script("fastmcp_backend.py"))
+    cmd.arg(t.script(opts.script.unwrap_or("fastmcp_backend.py")))
         .args([
             "--host",
             host,

@@ -1,0 +1,136 @@
+//! Response streams: the SSE answer of a call, change-notification streams, and what each holds while open.
+
+use super::*;
+
+/// The SSE answer of a tools/call: notifications as they come, then the response.
+pub(super) fn call_stream(
+    id: RequestId,
+    future: BoxFuture<Result<Bytes, ErrorObject>>,
+    rx: mpsc::UnboundedReceiver<Bytes>,
+    cancel: CancellationToken,
+    hold: Hold,
+    keep_alive: Duration,
+) -> impl futures_util::Stream<Item = Bytes> + Send + Sync + 'static {
+    struct State {
+        id: RequestId,
+        future: Option<BoxFuture<Result<Bytes, ErrorObject>>>,
+        rx: mpsc::UnboundedReceiver<Bytes>,
+        cancel: CancellationToken,
+        _hold: Hold,
+        tick: tokio::time::Interval,
+    }
+    impl Drop for State {
+        fn drop(&mut self) {
+            if self.future.is_some() {
+                self.cancel.cancel();
+                tracing::debug!(request = %self.id, "response stream closed before the answer: request cancelled");
+            }
+        }
+    }
+    let mut tick = tokio::time::interval(keep_alive);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.reset();
+    let state = State {
+        id,
+        future: Some(future),
+        rx,
+        cancel,
+        _hold: hold,
+        tick,
+    };
+    let s = stream::unfold(state, |mut st| async move {
+        let future = st.future.as_mut()?;
+        tokio::select! {
+            biased;
+            _ = st.cancel.cancelled() => None,
+            Some(note) = st.rx.recv() => Some((sse::encode_event(&note), st)),
+            out = future => {
+                st.future = None;
+                if st.cancel.is_cancelled() {
+                    // Cancelled by the client: no response is sent for it.
+                    return None;
+                }
+                let bytes = match out {
+                    Ok(result) => jsonrpc::result_bytes(&st.id, &result),
+                    Err(e) => jsonrpc::error_bytes(Some(&st.id), &e),
+                };
+                // Notifications sent in the handler's last poll precede the response.
+                let mut frames = Vec::new();
+                while let Ok(note) = st.rx.try_recv() {
+                    frames.extend_from_slice(&sse::encode_event(&note));
+                }
+                frames.extend_from_slice(&sse::encode_event(&bytes));
+                Some((Bytes::from(frames), st))
+            }
+            _ = st.tick.tick() => Some((sse::keep_alive(), st)),
+        }
+    });
+    SyncStream(Box::pin(s))
+}
+
+/// Catalog-change notifications (None: keep-alives only) until shutdown.
+pub(super) fn change_stream(
+    changes: Arc<tokio::sync::Mutex<watch::Receiver<u64>>>,
+    notification: Option<Vec<u8>>,
+    shutdown: CancellationToken,
+    keep_alive: Duration,
+    guard: StreamHold,
+) -> impl futures_util::Stream<Item = Bytes> + Send + Sync + 'static {
+    let frame = notification.map(|n| sse::encode_event(&n));
+    let mut tick = tokio::time::interval(keep_alive);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.reset();
+    let s = stream::unfold((changes, tick, guard), move |(changes, mut tick, guard)| {
+        let frame = frame.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            loop {
+                let changed = async {
+                    let mut rx = changes.clone().lock_owned().await;
+                    rx.changed().await.is_ok()
+                };
+                tokio::select! {
+                    _ = shutdown.cancelled() => return None,
+                    ok = changed => match (&frame, ok) {
+                        (_, false) => return None,
+                        (Some(f), true) => return Some((f.clone(), (changes, tick, guard))),
+                        (None, true) => continue,
+                    },
+                    _ = tick.tick() => return Some((sse::keep_alive(), (changes, tick, guard))),
+                }
+            }
+        }
+    });
+    SyncStream(Box::pin(s))
+}
+
+/// Makes a `Send` stream `Sync` (hyper's boxed body needs it); it is only ever polled
+/// through `&mut`, so sharing `&` references is harmless.
+pub(super) struct SyncStream<S>(Pin<Box<S>>);
+// SAFETY: the wrapped stream is only accessed through `Pin<&mut Self>`; no `&self`
+// method exposes it, so no data race can come from sharing `&SyncStream`.
+unsafe impl<S: Send> Sync for SyncStream<S> {}
+impl<S: futures_util::Stream> futures_util::Stream for SyncStream<S> {
+    type Item = S::Item;
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.as_mut().poll_next(cx)
+    }
+}
+
+/// What a request holds while it is handled: its session slot, its share of the
+/// in-flight cap and of the body budget.
+pub(super) struct Hold {
+    pub(super) _session: Option<crate::session::InflightGuard>,
+    pub(super) _slot: OwnedSemaphorePermit,
+    pub(super) _budget: Option<Arc<body::BudgetShare>>,
+}
+
+/// What a long-lived stream holds while open: its session's stream slot and its share
+/// of the stream cap.
+pub(super) struct StreamHold {
+    pub(super) _session: Option<crate::session::InflightGuard>,
+    pub(super) _slot: OwnedSemaphorePermit,
+}

@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""A FastMCP (PyPI `fastmcp`) backend whose tools talk back to the client mid-call,
+for the relay tests (issue 9): log messages, elicitation, sampling and roots.
+
+Tools (each names the node this server stands for in its answer):
+  * ``log_steps``   -> sends debug, info and warning log messages, then returns.
+  * ``confirm``     -> asks the client (form-mode elicitation) for a yes/no and a
+    note; returns what the client answered (or how it refused).
+  * ``ask_model``   -> sampling/createMessage; returns the model's text.
+  * ``show_roots``  -> roots/list; returns the client's root URIs.
+
+Run:
+  .interop/venv/bin/python tests/interop/fastmcp_relay_backend.py --host 127.0.0.1 --port 9100 \
+      [--node-name fastmcp-node] [--stateful]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+
+from fastmcp import Context, FastMCP
+from pydantic import BaseModel
+
+NODE_NAME = os.environ.get("NODE_NAME") or socket.gethostname()
+
+mcp = FastMCP(name="fastmcp-relay-backend", instructions="Relay test backend written with FastMCP.")
+
+
+class Answer(BaseModel):
+    """What `confirm` asks for."""
+
+    proceed: bool
+    note: str = ""
+
+
+@mcp.tool
+async def log_steps(ctx: Context, label: str = "run") -> str:
+    """Log three messages (debug, info, warning) during the call."""
+    await ctx.debug(f"{label}: debug detail")
+    await ctx.info(f"{label}: starting on {NODE_NAME}")
+    await ctx.warning(f"{label}: almost done")
+    return f"{NODE_NAME}: logged {label}"
+
+
+@mcp.tool
+async def confirm(ctx: Context, question: str = "Proceed?") -> str:
+    """Ask the client to confirm (elicitation, form mode)."""
+    try:
+        got = await ctx.elicit(question, Answer)
+    except Exception as e:  # the client refused or cannot elicit
+        return f"{NODE_NAME}: elicitation failed: {e}"
+    if got.action == "accept":
+        return f"{NODE_NAME}: accepted proceed={got.data.proceed} note={got.data.note}"
+    return f"{NODE_NAME}: {got.action}"
+
+
+@mcp.tool
+async def ask_model(ctx: Context, prompt: str = "Say hi") -> str:
+    """Ask the client's model (sampling/createMessage)."""
+    from mcp.types import SamplingMessage, TextContent
+
+    try:
+        res = await ctx.session.create_message(
+            messages=[SamplingMessage(role="user", content=TextContent(type="text", text=prompt))],
+            max_tokens=32,
+            # On the call's own stream (the gateway opens no standalone GET stream).
+            related_request_id=ctx.request_id,
+        )
+    except Exception as e:
+        return f"{NODE_NAME}: sampling failed: {e}"
+    return f"{NODE_NAME}: model said {getattr(res.content, 'text', res.content)}"
+
+
+@mcp.tool
+async def show_roots(ctx: Context) -> str:
+    """Ask the client for its roots (roots/list)."""
+    from mcp import types
+    from mcp.shared.message import ServerMessageMetadata
+
+    try:
+        # ServerSession.list_roots() has no related_request_id: send it on the call's
+        # own stream (the gateway opens no standalone GET stream).
+        res = await ctx.session.send_request(
+            types.ListRootsRequest(),
+            types.ListRootsResult,
+            metadata=ServerMessageMetadata(related_request_id=ctx.request_id),
+        )
+    except Exception as e:
+        return f"{NODE_NAME}: roots failed: {e}"
+    return f"{NODE_NAME}: roots " + ",".join(str(r.uri) for r in res.roots)
+
+
+def main() -> None:
+    global NODE_NAME
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--path", default="/mcp")
+    ap.add_argument("--node-name", default=None)
+    ap.add_argument("--stateful", action="store_true", help="mint Mcp-Session-Id (default: stateless)")
+    ap.add_argument("--json-response", action="store_true")
+    ap.add_argument("--host-origin-protection", action="store_true")
+    args = ap.parse_args()
+    if args.node_name:
+        NODE_NAME = args.node_name
+    mcp.run(
+        transport="http",
+        host=args.host,
+        port=args.port,
+        path=args.path,
+        stateless_http=not args.stateful,
+        json_response=args.json_response,
+        host_origin_protection=args.host_origin_protection,
+        show_banner=False,
+        log_level="warning",
+    )
+
+
+if __name__ == "__main__":
+    main()
