@@ -30,10 +30,12 @@ pub enum CallOutcome {
     Cancelled,
     /// The policy does not let this caller call this tool (on this node).
     Denied,
+    /// The node's build does not serve the tool as the catalog does.
+    NotOnNode,
 }
 
 impl CallOutcome {
-    const ALL: [CallOutcome; 11] = [
+    const ALL: [CallOutcome; 12] = [
         CallOutcome::Ok,
         CallOutcome::UnknownTool,
         CallOutcome::BadArguments,
@@ -45,6 +47,7 @@ impl CallOutcome {
         CallOutcome::BackendError,
         CallOutcome::Cancelled,
         CallOutcome::Denied,
+        CallOutcome::NotOnNode,
     ];
 
     /// The metric label.
@@ -61,6 +64,7 @@ impl CallOutcome {
             CallOutcome::BackendError => "backend_error",
             CallOutcome::Cancelled => "cancelled",
             CallOutcome::Denied => "denied",
+            CallOutcome::NotOnNode => "not_on_node",
         }
     }
 }
@@ -68,7 +72,7 @@ impl CallOutcome {
 /// The gateway's counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    calls: [AtomicU64; 11],
+    calls: [AtomicU64; 12],
     call_micros_total: AtomicU64,
 }
 

@@ -37,6 +37,10 @@ struct Settings {
     /// --password=..., tokens, URL passwords replaced by ***), `full`, or `none`.
     #[arg(long, env = "PROCESS_CMDLINE", default_value = "redacted", value_parser = CmdlineMode::parse)]
     process_cmdline: CmdlineMode,
+    /// Tools not to offer, comma-separated (e.g. `cpu_usage`): one binary can then
+    /// play node servers of different builds.
+    #[arg(long, env = "HIDE_TOOLS", default_value = "")]
+    hide_tools: String,
 }
 
 #[tokio::main]
@@ -70,6 +74,13 @@ async fn main() -> anyhow::Result<()> {
         node_name,
         host,
         cmdline: settings.process_cmdline,
+        hidden_tools: settings
+            .hide_tools
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
     };
     node_mcp_server::server::run_with_auth(
         listener,

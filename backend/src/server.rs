@@ -29,7 +29,7 @@ pub struct NodeTools {
 impl NodeTools {
     /// Builds the handler and its cached tools/list answers.
     pub fn new(ctx: ToolContext, list_ttl_ms: u64) -> Self {
-        let defs = tools::definitions();
+        let defs = ctx.definitions();
         let list = |era| {
             Bytes::from(
                 serde_json::to_vec(&mcp::tools_list_result(era, &defs, None, list_ttl_ms))

@@ -20,6 +20,9 @@ pub struct NodeEndpoint {
     pub ready: bool,
     /// Name of the backend pod (`targetRef`), for logs and error messages.
     pub pod: Option<String>,
+    /// The endpoint's `zone` (topology.kubernetes.io/zone of its node, set by the
+    /// EndpointSlice controller): lets a fan-out target one zone without reading Nodes.
+    pub zone: Option<String>,
 }
 
 impl NodeEndpoint {
@@ -133,6 +136,7 @@ pub fn slice_endpoints(slice: &EndpointSlice) -> Vec<NodeEndpoint> {
             ip,
             ready,
             pod,
+            zone: ep.zone.clone().filter(|z| !z.is_empty()),
         });
     }
     out
@@ -150,6 +154,7 @@ mod tests {
             ip: ip.parse().unwrap(),
             ready,
             pod: Some(pod.into()),
+            zone: None,
         }
     }
 
