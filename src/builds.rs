@@ -80,6 +80,8 @@ pub struct Availability {
     pod_build: HashMap<IpAddr, u64>,
     /// Tool -> builds serving the served definition.
     tool_builds: HashMap<String, HashSet<u64>>,
+    /// Build digest -> (server name and version, number of tools), for the node map.
+    build_info: HashMap<u64, (String, usize)>,
 }
 
 impl Availability {
@@ -120,6 +122,13 @@ impl Availability {
                 shown.join(", ")
             )
         })
+    }
+
+    /// The build of the pod at `ip`: digest (hex), server name and version, tool count.
+    pub fn pod_build(&self, ip: IpAddr) -> Option<(String, &str, usize)> {
+        let d = self.pod_build.get(&ip)?;
+        let (server, tools) = self.build_info.get(d)?;
+        Some((format!("{d:016x}"), server.as_str(), *tools))
     }
 
     /// How many ready nodes serve `tool` as served.
@@ -382,6 +391,11 @@ impl Builds {
             availability: Availability {
                 pod_build: self.pods.clone(),
                 tool_builds: HashMap::new(),
+                build_info: self
+                    .builds
+                    .values()
+                    .map(|b| (b.digest, (b.server.clone(), b.tools.len())))
+                    .collect(),
             },
             ..Union::default()
         };
@@ -475,6 +489,7 @@ mod tests {
             ready: true,
             pod: None,
             zone: None,
+            terminating: false,
         }))
     }
 

@@ -299,6 +299,7 @@ mod tests {
             ready: true,
             pod: None,
             zone: None,
+            terminating: false,
         }]));
         let map = d.wait_synced(Duration::from_millis(10)).await.unwrap();
         assert_eq!(map.len(), 1);

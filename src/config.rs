@@ -258,6 +258,10 @@ pub struct CatalogSettings {
     /// Most nodes one fan-out may target (a larger target is refused, not truncated).
     #[arg(long, env = "FANOUT_MAX_NODES", default_value_t = 1000)]
     pub fanout_max_nodes: usize,
+    /// Name of the gateway's node-map tool, which lists the nodes with their state,
+    /// zone, pod and backend build (empty: no such tool).
+    #[arg(long, env = "NODES_TOOL_NAME", default_value = "list_nodes")]
+    pub nodes_tool_name: String,
 }
 
 /// Validated [`CatalogSettings`].
@@ -271,6 +275,8 @@ pub struct CatalogConfig {
     pub debounce: Duration,
     /// The fan-out tool, unless disabled.
     pub fanout: Option<FanoutConfig>,
+    /// The node-map tool's name, unless disabled.
+    pub nodes_tool: Option<String>,
 }
 
 /// The fan-out tool's settings.
@@ -300,20 +306,29 @@ impl CatalogSettings {
         if self.catalog_debounce_ms > 60_000 {
             return Err(bad("CATALOG_DEBOUNCE_MS", "must be at most 60000"));
         }
-        let name = self.fanout_tool_name.trim();
-        let fanout = if name.is_empty() {
-            None
-        } else {
+        let tool_name = |setting: &'static str, name: &str| {
             if name.len() > 128
                 || !name
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
             {
                 return Err(bad(
-                    "FANOUT_TOOL_NAME",
+                    setting,
                     "must be 1-128 characters of A-Z, a-z, 0-9, _, - and .",
                 ));
             }
+            Ok(())
+        };
+        let nodes_tool = self.nodes_tool_name.trim();
+        tool_name("NODES_TOOL_NAME", nodes_tool)?;
+        let name = self.fanout_tool_name.trim();
+        if !name.is_empty() && name == nodes_tool {
+            return Err(bad("NODES_TOOL_NAME", "must differ from FANOUT_TOOL_NAME"));
+        }
+        let fanout = if name.is_empty() {
+            None
+        } else {
+            tool_name("FANOUT_TOOL_NAME", name)?;
             if !(1..=1024).contains(&self.fanout_concurrency) {
                 return Err(bad("FANOUT_CONCURRENCY", "must be 1-1024"));
             }
@@ -339,6 +354,7 @@ impl CatalogSettings {
             learn_timeout: Duration::from_secs(self.catalog_learn_timeout_seconds),
             debounce: Duration::from_millis(self.catalog_debounce_ms),
             fanout,
+            nodes_tool: (!nodes_tool.is_empty()).then(|| nodes_tool.to_string()),
         })
     }
 }
@@ -861,6 +877,7 @@ pub fn parse_static_nodes(spec: &str) -> Result<NodeMap, ConfigError> {
             ready: true,
             pod: None,
             zone: None,
+            terminating: false,
         });
     }
     if endpoints.is_empty() {

@@ -51,6 +51,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
             ready: true,
             pod: None,
             zone: None,
+            terminating: false,
         });
     }
     if config.listen.ip().is_unspecified() {

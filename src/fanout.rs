@@ -519,6 +519,7 @@ mod tests {
             } else {
                 "odd".into()
             }),
+            terminating: false,
         }))
     }
 

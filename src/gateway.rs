@@ -39,6 +39,8 @@ pub struct Gateway {
     audit_arguments: bool,
     /// The fan-out tool's settings, when it is on (see [`crate::fanout`]).
     fanout: Option<Arc<FanoutConfig>>,
+    /// The node-map tool's name, when it is on (see [`crate::nodemap`]).
+    nodes_tool: Option<Arc<str>>,
 }
 
 impl Gateway {
@@ -59,7 +61,14 @@ impl Gateway {
             policy: Arc::new(PolicyStore::allow_all()),
             audit_arguments: false,
             fanout: None,
+            nodes_tool: None,
         }
+    }
+
+    /// The same gateway answering the node-map tool under `name`.
+    pub fn with_nodes_tool(mut self, name: Option<String>) -> Self {
+        self.nodes_tool = name.map(Arc::from);
+        self
     }
 
     /// The same gateway serving the fan-out tool with `config` (its definition is
@@ -202,8 +211,9 @@ impl Gateway {
             async move {
                 let started = Instant::now();
                 let audit = Audit::of(&call, gw.audit_arguments);
-                let (outcome, answer) = match gw.fanout.clone() {
-                    Some(f) if f.name == call.name => crate::fanout::run(&gw, &f, call).await,
+                let (outcome, answer) = match (gw.fanout.clone(), gw.nodes_tool.as_deref()) {
+                    (Some(f), _) if f.name == call.name => crate::fanout::run(&gw, &f, call).await,
+                    (_, Some(n)) if n == call.name => crate::nodemap::run(&gw, &call),
                     _ => gw.route(call).await,
                 };
                 let took = started.elapsed();
@@ -519,6 +529,7 @@ mod tests {
             ready: i != 1,
             pod: None,
             zone: None,
+            terminating: false,
         }))
     }
 

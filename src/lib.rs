@@ -10,6 +10,7 @@
 //! - [`builds`]: every pod's tools, grouped by build; the served union and who serves what.
 //! - [`catalog`]: the backend tools with `node` prepended; cached tools/list answers.
 //! - [`fanout`]: the fan-out tool: one backend tool on many nodes, per-node results.
+//! - [`nodemap`]: the node-map tool: nodes, their state, zone, pod and build.
 //! - [`upstream`]: pooled MCP clients per pod; forwarding with progress and cancellation.
 //! - [`gateway`]: the tool handler: route a call, turn failures into tool errors;
 //!   policy checks and the audit line.
@@ -29,6 +30,7 @@ pub mod demo;
 pub mod fanout;
 pub mod gateway;
 pub mod metrics;
+pub mod nodemap;
 pub mod policy;
 pub mod server;
 pub mod upstream;

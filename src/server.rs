@@ -20,7 +20,7 @@ use crate::auth::{Authenticator, CallerSource, Challenge, TokenVerifier};
 use crate::builds::Builds;
 use crate::catalog::Catalog;
 use crate::cluster::{Discovery, NodeMap};
-use crate::config::{CatalogConfig, Config, FanoutConfig};
+use crate::config::{CatalogConfig, Config};
 use crate::gateway::{Gateway, Handler};
 use crate::metrics::{Gauges, Metrics};
 use crate::policy::PolicyStore;
@@ -209,7 +209,7 @@ pub async fn start_with(
             .min(Duration::from_secs(2));
         let _ = tokio::time::timeout(left, changes.changed()).await;
     }
-    let (catalog, report) = build_catalog(&builds, &discovery.nodes(), learn.fanout.as_ref());
+    let (catalog, report) = build_catalog(&builds, &discovery.nodes(), learn);
     log_catalog(&catalog);
     if catalog.is_empty() {
         return Err(StartError::NoTools(
@@ -226,7 +226,8 @@ pub async fn start_with(
             metrics.clone(),
         )
         .with_access(policy, config.audit_arguments)
-        .with_fanout(config.catalog.fanout.clone()),
+        .with_fanout(config.catalog.fanout.clone())
+        .with_nodes_tool(config.catalog.nodes_tool.clone()),
     );
     let mut server_config = ServerConfig::new("k8s-aggregator-mcp", env!("CARGO_PKG_VERSION"));
     server_config.info = Implementation {
@@ -272,13 +273,14 @@ pub async fn start_with(
 
 /// The catalog served over `nodes`: the union of the builds (see [`crate::builds`])
 /// and the gateway's own tools; with the report `/readyz` shows.
-pub fn build_catalog(
-    builds: &Builds,
-    nodes: &NodeMap,
-    fanout: Option<&FanoutConfig>,
-) -> (Catalog, Value) {
+pub fn build_catalog(builds: &Builds, nodes: &NodeMap, config: &CatalogConfig) -> (Catalog, Value) {
     let union = builds.union(nodes);
-    let gateway_tools = fanout.map(crate::fanout::definition).into_iter().collect();
+    let mut gateway_tools: Vec<Value> = config
+        .fanout
+        .iter()
+        .map(crate::fanout::definition)
+        .collect();
+    gateway_tools.extend(config.nodes_tool.as_deref().map(crate::nodemap::definition));
     let mut report = builds.report(nodes);
     report["conflicts"] = union
         .conflicts
@@ -339,7 +341,7 @@ pub async fn follow_cluster(app: App) {
                 config.learn_timeout,
             )
             .await;
-        let (catalog, report) = build_catalog(&builds, &nodes, config.fanout.as_ref());
+        let (catalog, report) = build_catalog(&builds, &nodes, &config);
         drop(builds);
         if let Ok(mut r) = app.catalog_report.write() {
             *r = report;

@@ -2,7 +2,8 @@
 //! builds (the real binary with HIDE_TOOLS) on their own loopback addresses, the fake
 //! Kubernetes API with zones, and the real gateway.
 //!
-//! Addresses: 127.50.net.host (net 1: rollout, 2: a hanging pod, 3: fan-out).
+//! Addresses: 127.50.net.host (net 1: rollout, 2: a hanging pod, 3: fan-out, 4: node map,
+//! 5: fan-out cancelled).
 
 mod support;
 
@@ -388,5 +389,121 @@ async fn fan_out_to_all_a_list_a_glob_and_a_zone_with_progress_and_a_cap() {
             let out = call(&c, "everywhere", args.clone(), None).await;
             assert!(is_error(&out.result.unwrap()), "{args}");
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_map_shows_state_zone_pod_and_build_filtered_and_paged() {
+    let kube = FakeKube::start().await;
+    let addrs: Vec<IpAddr> = (2..=4).map(|h| ip(4, h)).collect();
+    let port = procs::common_free_port(&addrs);
+    let mut pods = Vec::new();
+    for (i, a) in addrs.iter().enumerate() {
+        let node = format!("node-{}", i + 1);
+        let hide = if i == 2 { BUILD_A } else { "" };
+        pods.push(backend(&kube, &node, *a, port, hide).await);
+        kube.set_node_zone(&node, if i == 0 { "zone-a" } else { "zone-b" });
+    }
+    // An unready node and a terminating pod, as the EndpointSlice controller writes them.
+    kube.set_node("node-4", ip(4, 9), false);
+    kube.put_slice(
+        "extra",
+        json!({
+            "addressType": "IPv4",
+            "endpoints": [{
+                "addresses": [ip(4, 10).to_string()],
+                "conditions": {"ready": false, "serving": true, "terminating": true},
+                "nodeName": "node-5",
+                "zone": "zone-a",
+                "targetRef": {"kind": "Pod", "name": "node-mcp-server-old"}
+            }]
+        }),
+    );
+    let gw = gateway(&kube, 4, port, &[]).await;
+    let url = gw.url();
+    let c = client(&url, ClientMode::Modern);
+    procs::eventually("all five nodes are known", DEADLINE, || async {
+        let out = call(&c, "list_nodes", json!({}), None).await;
+        out.result.unwrap()["structuredContent"]["total"] == 5
+    })
+    .await;
+    let out = call(&c, "list_nodes", json!({}), None).await;
+    let r = out.result.unwrap();
+    let nodes = r["structuredContent"]["nodes"].as_array().unwrap().clone();
+    assert_eq!(nodes[0]["name"], "node-1");
+    assert_eq!(nodes[0]["ready"], true);
+    assert_eq!(nodes[0]["zone"], "zone-a");
+    assert_eq!(nodes[0]["pod"], "node-mcp-server-node-1");
+    assert_eq!(nodes[0]["ip"], ip(4, 2).to_string());
+    assert_eq!(nodes[0]["build"]["tools"], 4);
+    assert!(
+        nodes[0]["build"]["server"]
+            .as_str()
+            .unwrap()
+            .starts_with("node-mcp-server ")
+    );
+    assert_eq!(
+        nodes[2]["build"]["tools"], 3,
+        "node-3 runs the smaller build"
+    );
+    assert_ne!(nodes[0]["build"]["digest"], nodes[2]["build"]["digest"]);
+    assert_eq!(nodes[3]["ready"], false);
+    assert_eq!(nodes[3]["build"], Value::Null);
+    assert_eq!(nodes[4]["terminating"], true);
+    assert!(
+        text(&r).contains("node-5: not ready, terminating, zone zone-a"),
+        "{r}"
+    );
+    let names_of = |r: &Value| -> Vec<String> {
+        r["structuredContent"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for (args, want) in [
+        (
+            json!({"state": "ready"}),
+            vec!["node-1", "node-2", "node-3"],
+        ),
+        (json!({"state": "not_ready"}), vec!["node-4", "node-5"]),
+        (json!({"state": "terminating"}), vec!["node-5"]),
+        (json!({"zone": "zone-a"}), vec!["node-1", "node-5"]),
+        (json!({"glob": "*-2"}), vec!["node-2"]),
+    ] {
+        let r = call(&c, "list_nodes", args.clone(), None)
+            .await
+            .result
+            .unwrap();
+        assert_eq!(names_of(&r), want, "{args}");
+    }
+    // Pages of two, with the opaque cursor.
+    let mut seen = Vec::new();
+    let mut args = json!({"limit": 2});
+    loop {
+        let r = call(&c, "list_nodes", args.clone(), None)
+            .await
+            .result
+            .unwrap();
+        assert_eq!(r["structuredContent"]["total"], 5);
+        seen.extend(names_of(&r));
+        match r["structuredContent"]["nextCursor"].as_str() {
+            Some(cursor) => args = json!({"limit": 2, "cursor": cursor}),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["node-1", "node-2", "node-3", "node-4", "node-5"]);
+    for bad in [
+        json!({"state": "up"}),
+        json!({"limit": 0}),
+        json!({"cursor": "%%%"}),
+        json!({"x": 1}),
+    ] {
+        let r = call(&c, "list_nodes", bad.clone(), None)
+            .await
+            .result
+            .unwrap();
+        assert!(is_error(&r), "{bad}");
     }
 }

@@ -23,6 +23,9 @@ pub struct NodeEndpoint {
     /// The endpoint's `zone` (topology.kubernetes.io/zone of its node, set by the
     /// EndpointSlice controller): lets a fan-out target one zone without reading Nodes.
     pub zone: Option<String>,
+    /// The pod is shutting down (`conditions.terminating`): shown by the node-map tool
+    /// so a model can tell a rollout from a broken node.
+    pub terminating: bool,
 }
 
 impl NodeEndpoint {
@@ -137,6 +140,7 @@ pub fn slice_endpoints(slice: &EndpointSlice) -> Vec<NodeEndpoint> {
             ready,
             pod,
             zone: ep.zone.clone().filter(|z| !z.is_empty()),
+            terminating: ep.conditions.as_ref().and_then(|c| c.terminating) == Some(true),
         });
     }
     out
@@ -155,6 +159,7 @@ mod tests {
             ready,
             pod: Some(pod.into()),
             zone: None,
+            terminating: false,
         }
     }
 
