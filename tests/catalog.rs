@@ -507,3 +507,54 @@ async fn the_node_map_shows_state_zone_pod_and_build_filtered_and_paged() {
         assert!(is_error(&r), "{bad}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_fan_out_cancels_the_node_calls_still_running() {
+    let kube = FakeKube::start().await;
+    let addrs: Vec<IpAddr> = (2..=3).map(|h| ip(5, h)).collect();
+    let port = procs::common_free_port(&addrs);
+    let mut pods = Vec::new();
+    for (i, a) in addrs.iter().enumerate() {
+        pods.push(backend(&kube, &format!("node-{}", i + 1), *a, port, "").await);
+    }
+    let gw = gateway(&kube, 5, port, &[]).await;
+    let c = client(&gw.url(), ClientMode::Legacy);
+    c.connect().await.unwrap();
+    let id = c.next_id();
+    let mut params = serde_json::Map::new();
+    params.insert("name".into(), "fan_out".into());
+    params.insert(
+        "arguments".into(),
+        json!({"tool": "cpu_usage", "arguments": {"seconds": 30}, "target": {"nodes": ["ghost", "node-1", "node-2"]}}),
+    );
+    params.insert("_meta".into(), json!({"progressToken": "fan"}));
+    // "ghost" fails at once: its progress note says the node calls are under way.
+    let started = Arc::new(tokio::sync::Notify::new());
+    let seen = started.clone();
+    let mut on = move |b: bytes::Bytes| {
+        if String::from_utf8_lossy(&b).contains("notifications/progress") {
+            seen.notify_one();
+        }
+    };
+    let opts = mcp_protocol::client::RequestOptions {
+        id: Some(id.clone()),
+        on_notification: Some(&mut on),
+        ..Default::default()
+    };
+    let pending = c.call_tool(params, opts);
+    let canceller = async {
+        started.notified().await;
+        c.cancel(&id, "test").await.unwrap();
+    };
+    let (reply, ()) = tokio::join!(pending, canceller);
+    assert!(
+        reply.is_err(),
+        "a cancelled call is not answered: {reply:?}"
+    );
+    for pod in &pods {
+        procs::eventually("each node's call was cancelled", DEADLINE, || async {
+            pod.log_text().contains("cancelled")
+        })
+        .await;
+    }
+}
