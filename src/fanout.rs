@@ -93,7 +93,8 @@ pub fn definition(config: &FanoutConfig) -> Value {
                         "properties": {
                             "status": {"type": "string", "enum": ["ok", "failed", "timed_out"]},
                             "result": {"description": "The node's structuredContent (or its content when it has none)."},
-                            "error": {"type": "string"}
+                            "error": {"type": "string"},
+                            "durationMs": {"type": "number", "minimum": 0}
                         },
                         "required": ["status"]
                     }
@@ -134,6 +135,8 @@ struct NodeResult {
     error: Option<String>,
     /// One line for the text rendering.
     line: String,
+    /// How long the node's call took, in milliseconds.
+    ms: f64,
 }
 
 /// Why the arguments name no node set.
@@ -369,7 +372,21 @@ async fn run_node(
     node_timeout: Duration,
     deadline: Instant,
 ) -> NodeResult {
+    let started = Instant::now();
+    let mut r = run_node_untimed(gw, sub, node, node_timeout, deadline).await;
+    r.ms = started.elapsed().as_secs_f64() * 1000.0;
+    r
+}
+
+async fn run_node_untimed(
+    gw: &Arc<Gateway>,
+    sub: ToolCall,
+    node: String,
+    node_timeout: Duration,
+    deadline: Instant,
+) -> NodeResult {
     let timed_out = |node: String, why: String| NodeResult {
+        ms: 0.0,
         line: format!("{node}: timed out ({why})"),
         node,
         status: Status::TimedOut,
@@ -410,6 +427,7 @@ async fn run_node(
                 .cloned();
             if is_error {
                 NodeResult {
+                    ms: 0.0,
                     line: format!("{node}: failed: {}", clip(&text)),
                     node,
                     status: Status::Failed,
@@ -418,6 +436,7 @@ async fn run_node(
                 }
             } else {
                 NodeResult {
+                    ms: 0.0,
                     line: format!("{node}: ok: {}", clip(&text)),
                     node,
                     status: Status::Ok,
@@ -427,6 +446,7 @@ async fn run_node(
             }
         }
         Err(e) => NodeResult {
+            ms: 0.0,
             line: format!("{node}: failed: {}", clip(&e.message)),
             node,
             status: Status::Failed,
@@ -473,6 +493,7 @@ fn render(era: Era, tool: &str, results: &[NodeResult], hidden: usize) -> Bytes 
         if let Some(err) = &r.error {
             e.insert("error".into(), err.clone().into());
         }
+        e.insert("durationMs".into(), json!((r.ms * 1000.0).round() / 1000.0));
         map.insert(r.node.clone(), Value::Object(e));
     }
     let structured = json!({
@@ -569,6 +590,7 @@ mod tests {
     #[test]
     fn the_answer_is_keyed_by_node_and_an_error_only_when_nothing_worked() {
         let r = |node: &str, status, line: &str| NodeResult {
+            ms: 0.0,
             node: node.into(),
             status,
             result: (status == Status::Ok).then(|| json!({"x": 1})),
@@ -592,7 +614,7 @@ mod tests {
         );
         assert_eq!(
             v["structuredContent"]["results"]["a"],
-            json!({"status": "ok", "result": {"x": 1}})
+            json!({"status": "ok", "result": {"x": 1}, "durationMs": 0.0})
         );
         assert_eq!(
             v["structuredContent"]["results"]["b"]["status"],
