@@ -51,7 +51,27 @@ async fn nodes(kube: &FakeKube, net: u8, n: usize, builds: impl Fn(usize) -> Vec
             ctx,
             std::future::pending(),
         ));
-        kube.set_node(&format!("node-{i:05}"), *ip, true);
+    }
+    // Slices of 1000 endpoints, as the EndpointSlice controller caps them (one
+    // set_node per node would rewrite a slice per node).
+    for (k, chunk) in ips.chunks(1000).enumerate() {
+        let endpoints: Vec<Value> = chunk
+            .iter()
+            .enumerate()
+            .map(|(j, ip)| {
+                let node = format!("node-{:05}", k * 1000 + j);
+                json!({
+                    "addresses": [ip.to_string()],
+                    "conditions": {"ready": true, "serving": true, "terminating": false},
+                    "nodeName": node,
+                    "targetRef": {"kind": "Pod", "name": format!("node-mcp-server-{node}")}
+                })
+            })
+            .collect();
+        kube.put_slice(
+            &format!("bench-{k}"),
+            json!({"addressType": "IPv4", "endpoints": endpoints}),
+        );
     }
     port
 }
