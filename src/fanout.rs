@@ -279,6 +279,23 @@ pub async fn run(
         .unwrap_or_else(|| Arc::new(Caller::anonymous()));
     let policy = gw.policy().current();
     let grants = policy.grants(&caller);
+    // The fan-out tool itself is a tool like any other for the policy.
+    let own = ToolFacts {
+        name: &config.name,
+        read_only: false,
+    };
+    if !grants.may_see(own) {
+        let text = match grants.check(&caller.subject, own, "") {
+            Err(denial) => denial.0,
+            Ok(()) => format!("You may not call {}.", config.name),
+        };
+        return (
+            CallOutcome::Denied,
+            Ok(Bytes::from(
+                serde_json::to_vec(&mcp::tool_result(era, &text, None, true)).unwrap_or_default(),
+            )),
+        );
+    }
     let facts = ToolFacts {
         name: tool,
         read_only: served.read_only,

@@ -725,6 +725,24 @@ async fn a_fan_out_reaches_only_the_nodes_and_tools_the_policy_allows_with_an_au
         r["structuredContent"]["results"]["node-1"]["status"],
         "failed"
     );
+    // A caller the policy does not give the fan-out tool cannot call it.
+    let policy_no_fan = policy_file(
+        "nofanout",
+        "default: deny\nrules:\n  - subjects: [{serviceAccount: agents/reader}]\n    tools: [node_info]\n",
+    );
+    std::fs::copy(&policy_no_fan, &policy).unwrap();
+    procs::eventually("the fan-out tool is refused", DEADLINE, || async {
+        let out = call(
+            &reader,
+            "fan_out",
+            json!({"tool": "node_info", "target": {"nodes": ["node-1"]}}),
+            None,
+        )
+        .await;
+        let r = out.result.unwrap();
+        is_error(&r) && r.get("structuredContent").is_none()
+    })
+    .await;
     // Every node call left its own audit line, attributed to the caller.
     procs::eventually("audit lines per node call", DEADLINE, || async {
         let log = strip_ansi(&c.gateway.log_text());
