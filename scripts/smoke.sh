@@ -136,6 +136,8 @@ def check_tools(tool, tools):
     if not tools:
         raise SystemExit("tools/list returned no tools")
     for t in tools:
+        if (t.get("_meta") or {}).get("k8s-aggregator-mcp/gateway-tool"):
+            continue  # the gateway's own tools (fan-out) have no `node`
         schema = t.get("inputSchema") or {}
         props = list((schema.get("properties") or {}).keys())
         if not props or props[0] != "node":

@@ -13,6 +13,8 @@ use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::builds::Availability;
+
 /// The parameter the gateway adds to every tool.
 pub const NODE_PARAM: &str = "node";
 /// Its description, worded for a model choosing where to run a tool.
@@ -67,11 +69,25 @@ pub struct Catalog {
     pub skipped: Vec<Skipped>,
     /// The backend's definitions, to tell whether a later tools/list changed anything.
     source: Vec<Value>,
+    /// Which pods serve which tool as served (empty: every pod is assumed to).
+    availability: Availability,
 }
 
 impl Catalog {
     /// Builds the catalog from a backend's tools/list (all pages joined).
     pub fn build(backend_tools: Vec<Value>, ttl_ms: u64) -> Catalog {
+        Catalog::build_with(backend_tools, Vec::new(), Availability::default(), ttl_ms)
+    }
+
+    /// Builds the catalog from the union of the backend builds, plus the gateway's own
+    /// tools (`gateway_tools`, served as they are, after the backend tools: a backend
+    /// tool with one of their names is not served), and who serves what.
+    pub fn build_with(
+        backend_tools: Vec<Value>,
+        gateway_tools: Vec<Value>,
+        availability: Availability,
+        ttl_ms: u64,
+    ) -> Catalog {
         let mut tools = HashMap::new();
         let mut names = Vec::new();
         let mut legacy_defs = Vec::new();
@@ -83,6 +99,17 @@ impl Catalog {
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_string();
+            if gateway_tools
+                .iter()
+                .any(|g| g.get("name").and_then(Value::as_str) == Some(&name))
+            {
+                skipped.push(Skipped {
+                    name,
+                    reason: "the gateway's own tool has this name (rename it: FANOUT_TOOL_NAME)"
+                        .into(),
+                });
+                continue;
+            }
             match serve_tool(def) {
                 Ok((legacy, modern, param_headers)) if !tools.contains_key(&name) => {
                     let read_only =
@@ -113,6 +140,21 @@ impl Catalog {
                 }),
             }
         }
+        for def in &gateway_tools {
+            let Some(name) = def.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            tools.insert(
+                name.to_string(),
+                ServedTool {
+                    param_headers: Arc::from(Vec::new()),
+                    read_only: def.pointer("/annotations/readOnlyHint") == Some(&Value::Bool(true)),
+                },
+            );
+            names.push(name.to_string());
+            legacy_defs.push(def.clone());
+            modern_defs.push(def.clone());
+        }
         let serialize = |era, defs: &[Value]| {
             Bytes::from(
                 serde_json::to_vec(&mcp::tools_list_result(era, defs, None, ttl_ms))
@@ -135,6 +177,7 @@ impl Catalog {
             names,
             skipped,
             source: backend_tools,
+            availability,
         }
     }
 
@@ -201,6 +244,11 @@ impl Catalog {
     /// Whether nothing can be served.
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
+    }
+
+    /// Who serves which tool as served.
+    pub fn availability(&self) -> &Availability {
+        &self.availability
     }
 
     /// Whether `backend_tools` would build the same catalog.

@@ -298,6 +298,8 @@ mod tests {
             ip: [127, 0, 0, 2].into(),
             ready: true,
             pod: None,
+            zone: None,
+            terminating: false,
         }]));
         let map = d.wait_synced(Duration::from_millis(10)).await.unwrap();
         assert_eq!(map.len(), 1);

@@ -222,7 +222,148 @@ pub struct Settings {
     #[arg(long, env = "AUDIT_ARGUMENTS", default_value_t = false, action = clap::ArgAction::Set)]
     pub audit_arguments: bool,
     // ---- end of Kubernetes authentication, policy and audit ----------------------------
+    /// The per-build catalog and the fan-out tool (issue 10).
+    #[command(flatten)]
+    pub catalog: CatalogSettings,
 }
+
+// ---- the per-build catalog and the fan-out tool (issue 10) ------------------------------
+
+/// How the catalog learns every backend build and how the fan-out tool runs.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CatalogSettings {
+    /// Pods asked for their tools/list at once (start-up and new pods): bounded so a
+    /// 5,000-node rollout does not open 5,000 connections at once.
+    #[arg(long, env = "CATALOG_LEARN_CONCURRENCY", default_value_t = 16)]
+    pub catalog_learn_concurrency: usize,
+    /// Deadline of one pod's initialize + tools/list when learning its build, in
+    /// seconds: a hanging pod is left out (and retried later) instead of holding the
+    /// catalog for the 120 s call timeout.
+    #[arg(long, env = "CATALOG_LEARN_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub catalog_learn_timeout_seconds: u64,
+    /// Quiet time after a change of the node set before the catalog is rebuilt, in
+    /// milliseconds, so a rollout yields one tools/list_changed per real change of the
+    /// union, not one per pod.
+    #[arg(long, env = "CATALOG_DEBOUNCE_MS", default_value_t = 500)]
+    pub catalog_debounce_ms: u64,
+    /// Name of the gateway's fan-out tool (empty: no fan-out tool). A backend tool of
+    /// the same name is not served (the log says so): pick another name then.
+    #[arg(long, env = "FANOUT_TOOL_NAME", default_value = "fan_out")]
+    pub fanout_tool_name: String,
+    /// Node calls of one fan-out in flight at once.
+    #[arg(long, env = "FANOUT_CONCURRENCY", default_value_t = 32)]
+    pub fanout_concurrency: usize,
+    /// Deadline of each node's call inside a fan-out, in seconds.
+    #[arg(long, env = "FANOUT_NODE_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub fanout_node_timeout_seconds: u64,
+    /// Deadline of a whole fan-out, in seconds (nodes not done by then are reported
+    /// as timed out).
+    #[arg(long, env = "FANOUT_DEADLINE_SECONDS", default_value_t = 120)]
+    pub fanout_deadline_seconds: u64,
+    /// Most nodes one fan-out may target (a larger target is refused, not truncated).
+    #[arg(long, env = "FANOUT_MAX_NODES", default_value_t = 1000)]
+    pub fanout_max_nodes: usize,
+    /// Name of the gateway's node-map tool, which lists the nodes with their state,
+    /// zone, pod and backend build (empty: no such tool).
+    #[arg(long, env = "NODES_TOOL_NAME", default_value = "list_nodes")]
+    pub nodes_tool_name: String,
+}
+
+/// Validated [`CatalogSettings`].
+#[derive(Debug, Clone)]
+pub struct CatalogConfig {
+    /// Pods learned at once.
+    pub learn_concurrency: usize,
+    /// Deadline of learning one pod.
+    pub learn_timeout: Duration,
+    /// Quiet time before a rebuild.
+    pub debounce: Duration,
+    /// The fan-out tool, unless disabled.
+    pub fanout: Option<FanoutConfig>,
+    /// The node-map tool's name, unless disabled.
+    pub nodes_tool: Option<String>,
+}
+
+/// The fan-out tool's settings.
+#[derive(Debug, Clone)]
+pub struct FanoutConfig {
+    /// Tool name.
+    pub name: String,
+    /// Node calls in flight at once.
+    pub concurrency: usize,
+    /// Deadline of one node call.
+    pub node_timeout: Duration,
+    /// Deadline of the whole fan-out.
+    pub deadline: Duration,
+    /// Most nodes per fan-out.
+    pub max_nodes: usize,
+}
+
+impl CatalogSettings {
+    /// Checks the bounds.
+    pub fn validate(&self) -> Result<CatalogConfig, ConfigError> {
+        if !(1..=1024).contains(&self.catalog_learn_concurrency) {
+            return Err(bad("CATALOG_LEARN_CONCURRENCY", "must be 1-1024"));
+        }
+        if !(1..=3600).contains(&self.catalog_learn_timeout_seconds) {
+            return Err(bad("CATALOG_LEARN_TIMEOUT_SECONDS", "must be 1-3600"));
+        }
+        if self.catalog_debounce_ms > 60_000 {
+            return Err(bad("CATALOG_DEBOUNCE_MS", "must be at most 60000"));
+        }
+        let tool_name = |setting: &'static str, name: &str| {
+            if name.len() > 128
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            {
+                return Err(bad(
+                    setting,
+                    "must be 1-128 characters of A-Z, a-z, 0-9, _, - and .",
+                ));
+            }
+            Ok(())
+        };
+        let nodes_tool = self.nodes_tool_name.trim();
+        tool_name("NODES_TOOL_NAME", nodes_tool)?;
+        let name = self.fanout_tool_name.trim();
+        if !name.is_empty() && name == nodes_tool {
+            return Err(bad("NODES_TOOL_NAME", "must differ from FANOUT_TOOL_NAME"));
+        }
+        let fanout = if name.is_empty() {
+            None
+        } else {
+            tool_name("FANOUT_TOOL_NAME", name)?;
+            if !(1..=1024).contains(&self.fanout_concurrency) {
+                return Err(bad("FANOUT_CONCURRENCY", "must be 1-1024"));
+            }
+            if !(1..=86_400).contains(&self.fanout_node_timeout_seconds) {
+                return Err(bad("FANOUT_NODE_TIMEOUT_SECONDS", "must be 1-86400"));
+            }
+            if !(1..=86_400).contains(&self.fanout_deadline_seconds) {
+                return Err(bad("FANOUT_DEADLINE_SECONDS", "must be 1-86400"));
+            }
+            if !(1..=100_000).contains(&self.fanout_max_nodes) {
+                return Err(bad("FANOUT_MAX_NODES", "must be 1-100000"));
+            }
+            Some(FanoutConfig {
+                name: name.to_string(),
+                concurrency: self.fanout_concurrency,
+                node_timeout: Duration::from_secs(self.fanout_node_timeout_seconds),
+                deadline: Duration::from_secs(self.fanout_deadline_seconds),
+                max_nodes: self.fanout_max_nodes,
+            })
+        };
+        Ok(CatalogConfig {
+            learn_concurrency: self.catalog_learn_concurrency,
+            learn_timeout: Duration::from_secs(self.catalog_learn_timeout_seconds),
+            debounce: Duration::from_millis(self.catalog_debounce_ms),
+            fanout,
+            nodes_tool: (!nodes_tool.is_empty()).then(|| nodes_tool.to_string()),
+        })
+    }
+}
+// ---- end of the per-build catalog and the fan-out tool ----------------------------------
 
 /// Validated configuration.
 #[derive(Debug, Clone)]
@@ -285,6 +426,8 @@ pub struct Config {
     pub policy_reload: Duration,
     /// Whether audit lines carry argument values.
     pub audit_arguments: bool,
+    /// The per-build catalog and the fan-out tool.
+    pub catalog: CatalogConfig,
 }
 
 /// OAuth 2.1 resource-server settings (`OAUTH_*`).
@@ -565,6 +708,7 @@ impl Settings {
             policy_file,
             policy_reload: Duration::from_secs(self.policy_reload_seconds),
             audit_arguments: self.audit_arguments,
+            catalog: self.catalog.validate()?,
         })
     }
 
@@ -751,6 +895,8 @@ pub fn parse_static_nodes(spec: &str) -> Result<NodeMap, ConfigError> {
             ip,
             ready: true,
             pod: None,
+            zone: None,
+            terminating: false,
         });
     }
     if endpoints.is_empty() {

@@ -39,6 +39,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
             },
             // The demo shows this machine's processes: keep their secrets hidden.
             cmdline: Default::default(),
+            hidden_tools: Vec::new(),
         };
         let stop = stop.clone();
         tokio::spawn(node_mcp_server::server::run(listener, ctx, async move {
@@ -49,6 +50,8 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
             ip,
             ready: true,
             pod: None,
+            zone: None,
+            terminating: false,
         });
     }
     if config.listen.ip().is_unspecified() {

@@ -21,6 +21,7 @@ use tracing::Instrument;
 use crate::auth::Caller;
 use crate::catalog::{Catalog, NODE_PARAM};
 use crate::cluster::{Discovery, NodeMap};
+use crate::config::FanoutConfig;
 use crate::metrics::{CallOutcome, Metrics};
 use crate::policy::{PolicyStore, ToolFacts};
 use crate::upstream::{ForwardError, Upstreams};
@@ -36,6 +37,10 @@ pub struct Gateway {
     policy: Arc<PolicyStore>,
     /// Whether audit lines carry argument values (AUDIT_ARGUMENTS).
     audit_arguments: bool,
+    /// The fan-out tool's settings, when it is on (see [`crate::fanout`]).
+    fanout: Option<Arc<FanoutConfig>>,
+    /// The node-map tool's name, when it is on (see [`crate::nodemap`]).
+    nodes_tool: Option<Arc<str>>,
 }
 
 impl Gateway {
@@ -55,7 +60,22 @@ impl Gateway {
             metrics,
             policy: Arc::new(PolicyStore::allow_all()),
             audit_arguments: false,
+            fanout: None,
+            nodes_tool: None,
         }
+    }
+
+    /// The same gateway answering the node-map tool under `name`.
+    pub fn with_nodes_tool(mut self, name: Option<String>) -> Self {
+        self.nodes_tool = name.map(Arc::from);
+        self
+    }
+
+    /// The same gateway serving the fan-out tool with `config` (its definition is
+    /// part of the catalog the caller builds).
+    pub fn with_fanout(mut self, config: Option<FanoutConfig>) -> Self {
+        self.fanout = config.map(Arc::new);
+        self
     }
 
     /// The same gateway enforcing `policy`, with argument values in audit lines when
@@ -169,7 +189,15 @@ impl ToolHandler for Handler {
     }
 
     fn call_tool(&self, call: ToolCall) -> BoxFuture<Result<Bytes, ErrorObject>> {
-        let gw = self.0.clone();
+        self.0.call(call)
+    }
+}
+
+impl Gateway {
+    /// One tool call with its metrics and audit line: the tool handler's entry, and
+    /// the fan-out's for each node (so every node call is checked and audited alike).
+    pub fn call(self: &Arc<Self>, call: ToolCall) -> BoxFuture<Result<Bytes, ErrorObject>> {
+        let gw = self.clone();
         // Every debug line of the call carries its id, tool, node and pod IP (a debug
         // span: free at the default log level, so nothing is formatted per call).
         let span = tracing::debug_span!(
@@ -183,7 +211,11 @@ impl ToolHandler for Handler {
             async move {
                 let started = Instant::now();
                 let audit = Audit::of(&call, gw.audit_arguments);
-                let (outcome, answer) = gw.route(call).await;
+                let (outcome, answer) = match (gw.fanout.clone(), gw.nodes_tool.as_deref()) {
+                    (Some(f), _) if f.name == call.name => crate::fanout::run(&gw, &f, call).await,
+                    (_, Some(n)) if n == call.name => crate::nodemap::run(&gw, &call),
+                    _ => gw.route(call).await,
+                };
                 let took = started.elapsed();
                 gw.metrics.record_call(&audit.tool, outcome, took);
                 tracing::debug!(outcome = outcome.label(), "call done");
@@ -340,6 +372,9 @@ impl Gateway {
             );
         }
         let ip = endpoint.ip;
+        if let Err(text) = catalog.availability().check(&call.name, &node, ip, &nodes) {
+            return tool_error(CallOutcome::NotOnNode, text);
+        }
         let span = tracing::Span::current();
         span.record("node", node.as_str());
         span.record("pod_ip", tracing::field::display(ip));
@@ -495,6 +530,8 @@ mod tests {
             ip: format!("10.0.0.{}", i % 250 + 1).parse().unwrap(),
             ready: i != 1,
             pod: None,
+            zone: None,
+            terminating: false,
         }))
     }
 

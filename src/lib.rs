@@ -7,7 +7,10 @@
 //! - [`auth`]: who is calling: bearer-token authentication at the edge.
 //! - [`config`]: every setting, its env var, default and validation.
 //! - [`cluster`]: EndpointSlice watch -> live map node name -> pod IP.
+//! - [`builds`]: every pod's tools, grouped by build; the served union and who serves what.
 //! - [`catalog`]: the backend tools with `node` prepended; cached tools/list answers.
+//! - [`fanout`]: the fan-out tool: one backend tool on many nodes, per-node results.
+//! - [`nodemap`]: the node-map tool: nodes, their state, zone, pod and build.
 //! - [`upstream`]: pooled MCP clients per pod; forwarding with progress and cancellation.
 //! - [`gateway`]: the tool handler: route a call, turn failures into tool errors;
 //!   policy checks and the audit line.
@@ -19,12 +22,15 @@
 //! The MCP protocol itself lives in the `mcp-protocol` crate.
 
 pub mod auth;
+pub mod builds;
 pub mod catalog;
 pub mod cluster;
 pub mod config;
 pub mod demo;
+pub mod fanout;
 pub mod gateway;
 pub mod metrics;
+pub mod nodemap;
 pub mod policy;
 pub mod relay;
 pub mod server;

@@ -48,6 +48,8 @@ pub enum CallOutcome {
     Cancelled,
     /// The policy does not let this caller call this tool (on this node).
     Denied,
+    /// The node's build does not serve the tool as the catalog does.
+    NotOnNode,
 }
 
 impl CallOutcome {
@@ -65,6 +67,7 @@ impl CallOutcome {
             CallOutcome::BackendError => "backend_error",
             CallOutcome::Cancelled => "cancelled",
             CallOutcome::Denied => "denied",
+            CallOutcome::NotOnNode => "not_on_node",
         }
     }
 }

@@ -17,9 +17,10 @@ use tokio::net::TcpListener;
 
 use crate::auth::oauth::{self, OAuthVerifier};
 use crate::auth::{Authenticator, CallerSource, Challenge, TokenVerifier};
+use crate::builds::Builds;
 use crate::catalog::Catalog;
 use crate::cluster::{Discovery, NodeMap};
-use crate::config::Config;
+use crate::config::{CatalogConfig, Config};
 use crate::gateway::{Gateway, Handler};
 use crate::metrics::{Gauges, Metrics};
 use crate::policy::PolicyStore;
@@ -76,6 +77,12 @@ pub struct App {
     pub metrics_auth: bool,
     /// How often the policy file is checked for changes.
     pub policy_reload: Duration,
+    /// What every pod serves (owned by the cluster follower; locked while it learns).
+    pub builds: Arc<tokio::sync::Mutex<Builds>>,
+    /// The builds and conflicts as last published, for `/readyz`.
+    pub catalog_report: Arc<std::sync::RwLock<Value>>,
+    /// How the catalog is learned and the fan-out tool's settings.
+    pub catalog_config: CatalogConfig,
 }
 
 /// The Protected Resource Metadata document and the paths it is served on.
@@ -173,16 +180,26 @@ pub async fn start_with(
         .with_mode(config.backend_mode),
     );
     let mut changes = discovery.changes();
-    let tools = loop {
+    let mut builds = Builds::default();
+    let learn = &config.catalog;
+    loop {
         let nodes = discovery.nodes();
         if nodes.ready().next().is_some() {
-            match learn_tools(&upstreams, &nodes).await {
-                Ok(tools) => break tools,
-                Err(e) if started.elapsed() >= config.startup_wait => {
-                    return Err(StartError::NoTools(e));
-                }
-                Err(e) => tracing::warn!(error = %e, "no backend listed its tools yet; waiting"),
+            builds
+                .learn(
+                    &upstreams,
+                    &nodes,
+                    learn.learn_concurrency,
+                    learn.learn_timeout,
+                )
+                .await;
+            if !builds.is_empty() {
+                break;
             }
+            if started.elapsed() >= config.startup_wait {
+                return Err(StartError::NoTools(builds.failures()));
+            }
+            tracing::warn!(error = %builds.failures(), "no backend listed its tools yet; waiting");
         } else if started.elapsed() >= config.startup_wait {
             return Err(StartError::NoBackends {
                 service: config.service_name.clone(),
@@ -194,8 +211,8 @@ pub async fn start_with(
             .saturating_sub(started.elapsed())
             .min(Duration::from_secs(2));
         let _ = tokio::time::timeout(left, changes.changed()).await;
-    };
-    let catalog = Catalog::build(tools, LIST_TTL_MS);
+    }
+    let (catalog, report) = build_catalog(&builds, &discovery.nodes(), learn);
     log_catalog(&catalog);
     if catalog.is_empty() {
         return Err(StartError::NoTools(
@@ -211,7 +228,9 @@ pub async fn start_with(
             config.call_timeout,
             metrics.clone(),
         )
-        .with_access(policy, config.audit_arguments),
+        .with_access(policy, config.audit_arguments)
+        .with_fanout(config.catalog.fanout.clone())
+        .with_nodes_tool(config.catalog.nodes_tool.clone()),
     );
     let mut server_config = ServerConfig::new("k8s-aggregator-mcp", env!("CARGO_PKG_VERSION"));
     server_config.info = Implementation {
@@ -249,32 +268,37 @@ pub async fn start_with(
         resource_metadata: resource_metadata(config),
         metrics_auth: config.metrics_auth,
         policy_reload: config.policy_reload,
+        builds: Arc::new(tokio::sync::Mutex::new(builds)),
+        catalog_report: Arc::new(std::sync::RwLock::new(report)),
+        catalog_config: config.catalog.clone(),
     })
 }
 
-/// Lists the tools of the first ready backend that answers.
-pub async fn learn_tools(upstreams: &Upstreams, nodes: &NodeMap) -> Result<Vec<Value>, String> {
-    let mut errors = Vec::new();
-    for endpoint in nodes.ready() {
-        let client = upstreams.client(endpoint.ip);
-        match client.list_tools().await {
-            Ok(Ok(tools)) => {
-                let version = client
-                    .connection()
-                    .map(|c| c.version.as_str())
-                    .unwrap_or("?");
-                tracing::info!(node = %endpoint.node, ip = %endpoint.ip, count = tools.len(), %version, "learned the backend tools");
-                return Ok(tools);
-            }
-            Ok(Err(e)) => errors.push(format!("{} ({}): {e}", endpoint.node, endpoint.ip)),
-            Err(e) => errors.push(format!("{} ({}): {e}", endpoint.node, endpoint.ip)),
-        }
-    }
-    Err(if errors.is_empty() {
-        "no ready backend".into()
-    } else {
-        errors.join("; ")
-    })
+/// The catalog served over `nodes`: the union of the builds (see [`crate::builds`])
+/// and the gateway's own tools; with the report `/readyz` shows.
+pub fn build_catalog(builds: &Builds, nodes: &NodeMap, config: &CatalogConfig) -> (Catalog, Value) {
+    let union = builds.union(nodes);
+    let mut gateway_tools: Vec<Value> = config
+        .fanout
+        .iter()
+        .map(crate::fanout::definition)
+        .collect();
+    gateway_tools.extend(config.nodes_tool.as_deref().map(crate::nodemap::definition));
+    let mut report = builds.report(nodes);
+    report["conflicts"] = union
+        .conflicts
+        .iter()
+        .map(|c| {
+            json!({
+                "tool": c.tool,
+                "servedFrom": c.served,
+                "servedNodes": c.served_nodes,
+                "otherNodes": c.other_nodes,
+            })
+        })
+        .collect();
+    let catalog = Catalog::build_with(union.tools, gateway_tools, union.availability, LIST_TTL_MS);
+    (catalog, report)
 }
 
 fn log_catalog(catalog: &Catalog) {
@@ -284,42 +308,63 @@ fn log_catalog(catalog: &Catalog) {
     tracing::info!(tools = ?catalog.names(), "serving tools");
 }
 
-/// Keeps the upstream pool and the catalog in step with the cluster: forgets clients of
-/// pods that left, and when new pods appear re-learns the tools (a DaemonSet rollout may
-/// change them), telling clients if the list changed.
+/// Keeps the upstream pool and the catalog in step with the cluster: forgets clients
+/// and builds of pods that left, learns pods that arrived (once per pod, bounded and
+/// with a deadline each), retries pods that could not be learned, and rebuilds the
+/// union after a quiet time (CATALOG_DEBOUNCE_MS), telling clients only when the
+/// served list really changed.
 pub async fn follow_cluster(app: App) {
     let mut changes = app.gateway.discovery().changes();
-    let mut known: HashSet<std::net::IpAddr> = app
-        .gateway
-        .discovery()
-        .nodes()
-        .ready()
-        .map(|e| e.ip)
-        .collect();
-    while changes.changed().await.is_ok() {
+    let config = app.catalog_config.clone();
+    loop {
+        let has_failed = app.builds.lock().await.has_failed();
+        let retry = async {
+            if has_failed {
+                tokio::time::sleep(crate::builds::RETRY_FAILED_AFTER).await
+            } else {
+                std::future::pending::<()>().await
+            }
+        };
+        tokio::select! {
+            r = changes.changed() => if r.is_err() { return },
+            _ = retry => {}
+        }
+        // Debounce: wait until the node set has been quiet for a moment.
+        while let Ok(Ok(())) = tokio::time::timeout(config.debounce, changes.changed()).await {}
         let nodes = changes.borrow_and_update().clone();
         let live: HashSet<_> = nodes.ready().map(|e| e.ip).collect();
         app.upstreams.retain(|ip| live.contains(ip));
-        let arrived = live.difference(&known).count();
-        known = live;
-        if arrived == 0 {
+        let mut builds = app.builds.lock().await;
+        builds.retain_ready(&nodes);
+        builds
+            .learn(
+                &app.upstreams,
+                &nodes,
+                config.learn_concurrency,
+                config.learn_timeout,
+            )
+            .await;
+        let (catalog, report) = build_catalog(&builds, &nodes, &config);
+        drop(builds);
+        if let Ok(mut r) = app.catalog_report.write() {
+            *r = report;
+        }
+        if catalog.is_empty() {
+            tracing::warn!("the backends now offer no servable tool; keeping the previous catalog");
             continue;
         }
-        match learn_tools(&app.upstreams, &nodes).await {
-            Ok(tools) if !app.gateway.catalog().same_source(&tools) => {
-                let catalog = Catalog::build(tools, LIST_TTL_MS);
-                if catalog.is_empty() {
-                    tracing::warn!(
-                        "the backends now offer no servable tool; keeping the previous catalog"
-                    );
-                    continue;
-                }
-                log_catalog(&catalog);
-                app.gateway.set_catalog(catalog);
-                app.mcp.notify_tools_changed();
-            }
-            Ok(_) => {}
-            Err(e) => tracing::debug!(error = %e, "could not refresh the tools"),
+        let changed = app
+            .gateway
+            .catalog()
+            .list_result(mcp_protocol::mcp::Era::Modern)
+            != catalog.list_result(mcp_protocol::mcp::Era::Modern);
+        if changed {
+            log_catalog(&catalog);
+        }
+        // Always swap: who serves what may have changed even when the list did not.
+        app.gateway.set_catalog(catalog);
+        if changed {
+            app.mcp.notify_tools_changed();
         }
     }
 }
@@ -428,6 +473,7 @@ fn readyz(app: &App) -> Response<Body> {
         "nodes": nodes.len(),
         "readyNodes": nodes.ready().count(),
         "tools": catalog.names().len(),
+        "catalog": app.catalog_report.read().map(|r| r.clone()).unwrap_or(Value::Null),
     });
     let code = if ready {
         StatusCode::OK

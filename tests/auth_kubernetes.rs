@@ -651,7 +651,15 @@ async fn policy_read_only_builtin_allows_exactly_the_read_only_tools_of_a_fastmc
     for mode in [ClientMode::Legacy, ClientMode::Modern] {
         let reader = client_with_token(&gateway.url(), mode, "reader-token");
         let tools = reader.list_tools().await.unwrap().unwrap();
-        assert_eq!(tool_names(&tools), ["plan_inspection"], "{mode:?}");
+        assert_eq!(
+            tool_names(&support::mcp::backend_tools(&tools)),
+            ["plan_inspection"],
+            "{mode:?}"
+        );
+        // Of the gateway's own tools only the read-only node map is in the set.
+        let names = tool_names(&tools);
+        assert!(names.iter().any(|n| n == "list_nodes"), "{names:?}");
+        assert!(!names.iter().any(|n| n == "fan_out"), "{names:?}");
         let out = call(
             &reader,
             "plan_inspection",
@@ -666,4 +674,108 @@ async fn policy_read_only_builtin_allows_exactly_the_read_only_tools_of_a_fastmc
         assert!(is_error(&r), "{mode:?}: {r}");
         assert!(text(&r).contains("not read-only"), "{mode:?}: {r}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_out_reaches_only_the_nodes_and_tools_the_policy_allows_with_an_audit_line_per_node()
+{
+    let policy = policy_file(
+        "fanout",
+        "default: deny\nrules:\n  - subjects: [{serviceAccount: agents/reader}]\n    tools: [node_info, fan_out]\n    nodes: [node-1]\n",
+    );
+    let c = secured(8, &policy, &[]).await;
+    let reader = client_with_token(&c.url(), ClientMode::Modern, "reader-token");
+    // A selector leaves out the nodes the caller may not call, and says so.
+    let out = call(
+        &reader,
+        "fan_out",
+        json!({"tool": "node_info", "target": "all"}),
+        None,
+    )
+    .await;
+    let r = out.result.unwrap();
+    let results = r["structuredContent"]["results"].as_object().unwrap();
+    assert_eq!(results.keys().collect::<Vec<_>>(), ["node-1"], "{r}");
+    assert_eq!(results["node-1"]["result"]["node_name"], "node-1");
+    assert!(text(&r).contains("1 matching nodes were left out"), "{r}");
+    // A list naming a forbidden node: that entry is the policy's refusal.
+    let out = call(
+        &reader,
+        "fan_out",
+        json!({"tool": "node_info", "target": {"nodes": ["node-1", "node-2"]}}),
+        None,
+    )
+    .await;
+    let r = out.result.unwrap();
+    let results = &r["structuredContent"]["results"];
+    assert_eq!(results["node-1"]["status"], "ok", "{r}");
+    assert_eq!(results["node-2"]["status"], "failed", "{r}");
+    assert!(results["node-2"].get("result").is_none());
+    // A tool outside the policy reaches no node at all.
+    let out = call(
+        &reader,
+        "fan_out",
+        json!({"tool": "disk_usage", "target": {"nodes": ["node-1"]}}),
+        None,
+    )
+    .await;
+    let r = out.result.unwrap();
+    assert!(is_error(&r), "{r}");
+    assert_eq!(
+        r["structuredContent"]["results"]["node-1"]["status"],
+        "failed"
+    );
+    // A caller the policy does not give the fan-out tool cannot call it.
+    let policy_no_fan = policy_file(
+        "nofanout",
+        "default: deny\nrules:\n  - subjects: [{serviceAccount: agents/reader}]\n    tools: [node_info]\n",
+    );
+    std::fs::copy(&policy_no_fan, &policy).unwrap();
+    procs::eventually("the fan-out tool is refused", DEADLINE, || async {
+        let out = call(
+            &reader,
+            "fan_out",
+            json!({"tool": "node_info", "target": {"nodes": ["node-1"]}}),
+            None,
+        )
+        .await;
+        let r = out.result.unwrap();
+        is_error(&r) && r.get("structuredContent").is_none()
+    })
+    .await;
+    // Every node call left its own audit line, attributed to the caller.
+    procs::eventually("audit lines per node call", DEADLINE, || async {
+        let log = strip_ansi(&c.gateway.log_text());
+        let per_node = |node: &str, tool: &str, outcome: &str| {
+            log.lines().any(|l| {
+                l.contains("audit: tools/call")
+                    && l.contains("subject=system:serviceaccount:agents:reader")
+                    && l.contains(&format!(
+                        "tool={tool} node=\"{node}\" outcome=\"{outcome}\""
+                    ))
+            })
+        };
+        per_node("node-1", "node_info", "ok")
+            && per_node("node-2", "node_info", "denied")
+            && per_node("node-1", "disk_usage", "denied")
+    })
+    .await;
+}
+
+/// The log without terminal colour codes.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(ch) = chars.next() {
+        if ch == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(ch);
+        }
+    }
+    out
 }

@@ -549,6 +549,8 @@ async fn fixed_nodes_are_synced_and_healthy() {
             ip: ip(2),
             ready: true,
             pod: None,
+            zone: None,
+            terminating: false,
         },
     ]));
     let map = match d.wait_synced(Duration::from_millis(1)).await {

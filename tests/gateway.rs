@@ -63,6 +63,7 @@ async fn served_schemas_are_the_backends_with_node_prepended() {
             .unwrap()
             .unwrap();
         let served = client(&c.url(), mode).list_tools().await.unwrap().unwrap();
+        let served = support::mcp::backend_tools(&served);
         assert_eq!(direct.len(), served.len());
         assert!(!served.is_empty());
         for (d, s) in direct.iter().zip(&served) {

@@ -194,7 +194,7 @@ async fn python_sdk_client_through_the_gateway_sees_node_first_and_reaches_each_
                 doc["calls"][0]["result"]["structuredContent"]["node_name"], node,
                 "{mode}"
             );
-            for tool in doc["tools_wire"].as_array().unwrap() {
+            for tool in &support::mcp::backend_tools(doc["tools_wire"].as_array().unwrap()) {
                 let schema = &tool["inputSchema"];
                 let first = schema["properties"]
                     .as_object()
@@ -258,7 +258,7 @@ async fn a_fastmcp_backend_behind_the_gateway_keeps_its_rich_schema_but_for_node
         ];
         let via = blocking(move || interop::sdk_client(&url, mode, &calls)).await;
         let direct_tools = direct["tools_wire"].as_array().unwrap();
-        let served_tools = via["tools_wire"].as_array().unwrap();
+        let served_tools = &support::mcp::backend_tools(via["tools_wire"].as_array().unwrap());
         assert_eq!(direct_tools.len(), served_tools.len(), "{mode}");
         for (d, s) in direct_tools.iter().zip(served_tools) {
             assert_backend_tool_plus_node(d, s);

@@ -66,7 +66,8 @@ async fn metrics_count_calls_by_tool_and_outcome() {
         counter("mcp_gateway_nodes", &[("state", "ready")]),
         Some(2.0)
     );
-    assert_eq!(counter("mcp_gateway_tools", &[]), Some(4.0));
+    // The node server's four tools plus the gateway's own `fan_out` and `list_nodes`.
+    assert_eq!(counter("mcp_gateway_tools", &[]), Some(6.0));
     let hist = scrape
         .samples
         .iter()

@@ -41,6 +41,10 @@ struct Settings {
     /// confirm mid-call (elicitation): for testing MCP clients and relays.
     #[arg(long, env = "INTERACTIVE_TOOLS", default_value_t = false)]
     interactive_tools: bool,
+    /// Tools not to offer, comma-separated (e.g. `cpu_usage`): one binary can then
+    /// play node servers of different builds.
+    #[arg(long, env = "HIDE_TOOLS", default_value = "")]
+    hide_tools: String,
 }
 
 /// Runs, and reports a start-up failure as one line with its causes (no backtrace:
@@ -92,6 +96,13 @@ async fn run() -> anyhow::Result<()> {
         node_name,
         host,
         cmdline: settings.process_cmdline,
+        hidden_tools: settings
+            .hide_tools
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
     };
     node_mcp_server::server::run_with_options(
         listener,

@@ -37,7 +37,7 @@ impl NodeTools {
     /// [`NodeTools::new`], with `confirm_cpu_usage` when `interactive` (a tool that
     /// logs and asks the client mid-call, for testing a relay).
     pub fn with_interactive(ctx: ToolContext, list_ttl_ms: u64, interactive: bool) -> Self {
-        let mut defs = tools::definitions();
+        let mut defs = ctx.definitions();
         if interactive {
             defs.push(crate::interactive::definition());
         }

@@ -20,6 +20,12 @@ pub struct NodeEndpoint {
     pub ready: bool,
     /// Name of the backend pod (`targetRef`), for logs and error messages.
     pub pod: Option<String>,
+    /// The endpoint's `zone` (topology.kubernetes.io/zone of its node, set by the
+    /// EndpointSlice controller): lets a fan-out target one zone without reading Nodes.
+    pub zone: Option<String>,
+    /// The pod is shutting down (`conditions.terminating`): shown by the node-map tool
+    /// so a model can tell a rollout from a broken node.
+    pub terminating: bool,
 }
 
 impl NodeEndpoint {
@@ -133,6 +139,8 @@ pub fn slice_endpoints(slice: &EndpointSlice) -> Vec<NodeEndpoint> {
             ip,
             ready,
             pod,
+            zone: ep.zone.clone().filter(|z| !z.is_empty()),
+            terminating: ep.conditions.as_ref().and_then(|c| c.terminating) == Some(true),
         });
     }
     out
@@ -150,6 +158,8 @@ mod tests {
             ip: ip.parse().unwrap(),
             ready,
             pod: Some(pod.into()),
+            zone: None,
+            terminating: false,
         }
     }
 

@@ -268,6 +268,8 @@ struct NodeSpec {
     ip: IpAddr,
     ready: bool,
     slot: usize,
+    /// `zone` of the endpoint (the node's topology.kubernetes.io/zone), if set.
+    zone: Option<String>,
 }
 
 struct State {
@@ -405,20 +407,40 @@ impl FakeKube {
         let ip = ip.into();
         let shared = &self.shared;
         let mut st = lock(shared);
-        let (slot, old_ip) = match st.nodes.get(node) {
-            Some(spec) => (spec.slot, Some(spec.ip)),
+        let (slot, old_ip, zone) = match st.nodes.get(node) {
+            Some(spec) => (spec.slot, Some(spec.ip), spec.zone.clone()),
             None => {
                 let slot = st.next_slot % shared.options.slice_count;
                 st.next_slot += 1;
-                (slot, None)
+                (slot, None, None)
             }
         };
-        st.nodes
-            .insert(node.to_string(), NodeSpec { ip, ready, slot });
+        st.nodes.insert(
+            node.to_string(),
+            NodeSpec {
+                ip,
+                ready,
+                slot,
+                zone,
+            },
+        );
         st.sync_slice(shared, family(ip), slot);
         if let Some(old) = old_ip.filter(|old| family(*old) != family(ip)) {
             st.sync_slice(shared, family(old), slot);
         }
+    }
+
+    /// Set the `zone` of `node`'s endpoint (as the EndpointSlice controller copies it
+    /// from the Node's topology.kubernetes.io/zone label); kept across `set_node`.
+    pub fn set_node_zone(&self, node: &str, zone: &str) {
+        let shared = &self.shared;
+        let mut st = lock(shared);
+        let Some(spec) = st.nodes.get_mut(node) else {
+            return;
+        };
+        spec.zone = Some(zone.to_string());
+        let (ip, slot) = (spec.ip, spec.slot);
+        st.sync_slice(shared, family(ip), slot);
     }
 
     /// Remove `node` from the Service's slices (its slice is deleted if it becomes empty).
@@ -585,7 +607,18 @@ impl State {
             self.delete(shared, &name);
             return;
         }
-        let object = managed_slice_object(opts, &opts.service, family, &endpoints);
+        let mut object = managed_slice_object(opts, &opts.service, family, &endpoints);
+        if let Some(Value::Array(eps)) = object.get_mut("endpoints") {
+            for ep in eps {
+                let zone = ep["nodeName"]
+                    .as_str()
+                    .and_then(|n| self.nodes.get(n))
+                    .and_then(|s| s.zone.clone());
+                if let (Some(z), Value::Object(m)) = (zone, ep) {
+                    m.insert("zone".into(), z.into());
+                }
+            }
+        }
         let unchanged = self
             .slices
             .get(&name)

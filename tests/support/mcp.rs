@@ -106,3 +106,16 @@ pub fn assert_backend_tool_plus_node(direct: &Value, served: &Value) -> Value {
     );
     node
 }
+
+/// The tools of a tools/list that come from backends: without the gateway's own
+/// tools (the fan-out tool, marked in `_meta`), which have no `node` parameter.
+pub fn backend_tools(tools: &[Value]) -> Vec<Value> {
+    tools
+        .iter()
+        .filter(|t| {
+            t.pointer("/_meta/k8s-aggregator-mcp~1gateway-tool")
+                .is_none()
+        })
+        .cloned()
+        .collect()
+}

@@ -69,6 +69,24 @@ pub struct ToolContext {
     /// How `list_processes` shows command lines (`PROCESS_CMDLINE`: secrets redacted
     /// by default).
     pub cmdline: redact::CmdlineMode,
+    /// Tools this server does not offer (`HIDE_TOOLS`): lets one binary play node
+    /// servers of different builds (a rollout, node pools with other tool sets).
+    pub hidden_tools: Vec<String>,
+}
+
+impl ToolContext {
+    /// The definitions this server lists: [`definitions`] without the hidden tools.
+    pub fn definitions(&self) -> Vec<Value> {
+        definitions()
+            .into_iter()
+            .filter(|d| {
+                !self
+                    .hidden_tools
+                    .iter()
+                    .any(|h| d.get("name").and_then(Value::as_str) == Some(h.as_str()))
+            })
+            .collect()
+    }
 }
 
 /// One progress report of a long-running tool (`cpu_usage`), which the
@@ -146,6 +164,9 @@ pub async fn call(
     progress: Option<UnboundedSender<ProgressUpdate>>,
     cancel: &CancellationToken,
 ) -> Result<ToolOutput, CallError> {
+    if ctx.hidden_tools.iter().any(|h| h == name) {
+        return Err(CallError::UnknownTool(name.to_owned()));
+    }
     match name {
         node_info::NAME => node_info::call(ctx, arguments),
         processes::NAME => processes::call(ctx, arguments, cancel).await,

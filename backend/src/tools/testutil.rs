@@ -128,6 +128,7 @@ impl Fixture {
             node_name: FIXTURE_NODE.to_owned(),
             host: self.host(),
             cmdline: Default::default(),
+            hidden_tools: Vec::new(),
         }
     }
 }
@@ -156,6 +157,7 @@ pub(super) fn real_ctx() -> ToolContext {
         node_name: "test-node".to_owned(),
         host: HostPaths::default(),
         cmdline: Default::default(),
+        hidden_tools: Vec::new(),
     }
 }
 
