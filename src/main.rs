@@ -7,23 +7,9 @@ use k8s_aggregator_mcp::cluster::{self, Discovery};
 use k8s_aggregator_mcp::config::{Cli, Command};
 use k8s_aggregator_mcp::{demo, server};
 
-/// Runs, and reports a start-up failure as one line with its causes (no backtrace:
-/// release builds carry no symbols, and the causes say what to fix).
+/// Runs; a start-up failure is one line with its causes.
 fn main() -> std::process::ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run()) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    mcp_protocol::serve::run_to_exit(run())
 }
 
 async fn run() -> anyhow::Result<()> {

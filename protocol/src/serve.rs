@@ -360,6 +360,30 @@ impl hyper::body::Body for TrackedBody {
     }
 }
 
+/// A binary's `main`: runs `run` on a multi-threaded runtime and reports a failure as
+/// one line with its causes (`{:#}`), no backtrace: release builds carry no symbols,
+/// and the causes say what to fix.
+pub fn run_to_exit<F, E>(run: F) -> std::process::ExitCode
+where
+    F: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Resolves on SIGTERM or Ctrl-C (what Kubernetes and a terminal send).
 pub async fn shutdown_signal() {
     #[cfg(unix)]
