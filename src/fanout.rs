@@ -488,10 +488,7 @@ fn first_text(result: &Value) -> String {
 /// One line of at most [`TEXT_PER_NODE`] characters.
 fn clip(text: &str) -> String {
     let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match one_line.char_indices().nth(TEXT_PER_NODE) {
-        Some((end, _)) => format!("{}…", &one_line[..end]),
-        None => one_line,
-    }
+    crate::gateway::clip_chars(&one_line, TEXT_PER_NODE)
 }
 
 /// The fan-out's result: structuredContent keyed by node, a summary and a text.

@@ -454,8 +454,12 @@ pub const MAX_NODE_NAME_BYTES: usize = 253;
 /// A caller-chosen string as quoted in an error: at most 128 characters, so an error
 /// never echoes megabytes back.
 fn shorten(text: &str) -> String {
-    const MAX: usize = 128;
-    match text.char_indices().nth(MAX) {
+    clip_chars(text, 128)
+}
+
+/// `text` cut to at most `max` characters, with `…` when something was cut.
+pub(crate) fn clip_chars(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
         Some((end, _)) => format!("{}…", &text[..end]),
         None => text.to_string(),
     }

@@ -8,7 +8,9 @@
 //! - `param_header`: `Mcp-Param-*` decoding never panics, and what it decodes encodes
 //!   back to the same text;
 //! - `schema`: the `node` rewrite of any JSON inputSchema never panics, and a rewritten
-//!   schema has `node` first and required.
+//!   schema has `node` first and required;
+//! - `redact`: the node server's command-line redaction never panics on any bytes, and
+//!   a `--password=` value never survives it.
 //!
 //! Inputs are the corpus entries mutated by the engine's bytes (replace, insert,
 //! delete at chosen positions), so most of them stay close to valid messages and
@@ -139,6 +141,28 @@ fn schema() {
                 "{rewritten}"
             );
             let _ = param_headers(&rewritten);
+        }
+    });
+}
+
+#[test]
+fn redact() {
+    use node_mcp_server::tools::redact::redact_cmdline;
+    fuzz("redact", |bytes| {
+        // A command line as /proc gives it: NUL-separated bytes, any encoding.
+        let shown = redact_cmdline(bytes);
+        // Whatever it hides, a `--password=` value never survives.
+        if let Ok(text) = std::str::from_utf8(bytes)
+            && !text.contains('\0')
+            && let Some((_, value)) = text.split_once("--password=")
+            && let Some(secret) = value.split_whitespace().next()
+            && secret.len() >= 4
+            && !secret.contains('*')
+        {
+            assert!(
+                !shown.contains(&format!("--password={secret}")),
+                "{text:?} -> {shown:?}"
+            );
         }
     });
 }

@@ -191,16 +191,7 @@ fn review_error_text(e: &kube::Error) -> String {
     }
 }
 
-fn clip(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
-}
+use crate::gateway::clip_chars as clip;
 
 /// SHA-256 of the token: the cache key (a stolen heap dump shows no usable token).
 fn token_hash(token: &str) -> [u8; 32] {
