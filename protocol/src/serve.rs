@@ -63,6 +63,10 @@ pub struct ConnectionLimits {
     pub h2_window_bytes: u32,
     /// Largest HTTP/1 read buffer (bounds the request head) and HTTP/2 header list.
     pub max_header_bytes: usize,
+    /// The liveness path still answered `200 ok` on a connection refused at the cap
+    /// (the process is alive, only full; restarting it would drop every call in
+    /// flight). None: every refused connection gets the 503.
+    pub liveness_path: Option<&'static str>,
 }
 
 impl Default for ConnectionLimits {
@@ -75,6 +79,7 @@ impl Default for ConnectionLimits {
             h2_max_streams: 64,
             h2_window_bytes: 64 * 1024,
             max_header_bytes: 32 * 1024,
+            liveness_path: Some("/healthz"),
         }
     }
 }
@@ -146,8 +151,9 @@ pub async fn serve_with<F, Fut>(
                 let _ = stream.set_nodelay(true);
                 let Ok(slot) = slots.clone().try_acquire_owned() else {
                     if let Ok(permit) = refusals.clone().try_acquire_owned() {
+                        let liveness = limits.liveness_path;
                         tokio::spawn(async move {
-                            refuse_busy(stream).await;
+                            refuse_busy(stream, liveness).await;
                             drop(permit);
                         });
                     }
@@ -198,23 +204,30 @@ fn builder(limits: &ConnectionLimits) -> Builder<TokioExecutor> {
     builder
 }
 
-/// A short plain HTTP/1.1 `503` for a connection over the cap, then close. A
-/// liveness probe (`GET /healthz`) still gets its `200`: the process is alive, only
-/// full, and restarting it would drop every call in flight.
-async fn refuse_busy(mut stream: TcpStream) {
+/// A short plain HTTP/1.1 `503` for a connection over the cap, then close; a
+/// `GET` of the liveness path gets its `200`.
+async fn refuse_busy(mut stream: TcpStream, liveness_path: Option<&'static str>) {
     const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 46\r\n\r\nserver busy: too many connections; retry soon\n";
     const ALIVE: &[u8] = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 3\r\n\r\nok\n";
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        let mut head = [0u8; 16];
+        let mut head = [0u8; 64];
+        // Enough to tell `GET <path> ` from anything else.
+        let needed = liveness_path
+            .map_or(0, |p| "GET ".len() + p.len() + 1)
+            .min(head.len());
         let mut got = 0;
-        while got < head.len() {
+        while got < needed {
             match stream.read(&mut head[got..]).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => got += n,
             }
         }
-        let probe =
-            head[..got].starts_with(b"GET /healthz ") || head[..got].starts_with(b"GET /healthz?");
+        let probe = liveness_path.is_some_and(|path| {
+            let line = &head[..got];
+            line.strip_prefix(b"GET ".as_slice())
+                .and_then(|rest| rest.strip_prefix(path.as_bytes()))
+                .is_some_and(|rest| rest.first().is_some_and(|b| *b == b' ' || *b == b'?'))
+        });
         let _ = stream.write_all(if probe { ALIVE } else { BUSY }).await;
         let _ = stream.shutdown().await;
     })
