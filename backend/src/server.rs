@@ -85,6 +85,7 @@ impl ToolHandler for NodeTools {
             return Box::pin(confirm_cpu_usage(ctx, call));
         }
         Box::pin(async move {
+            tracing::debug!(tool = %call.name, "tool call started");
             let era = call.version.era();
             let empty = serde_json::Map::new();
             let args = call.arguments().unwrap_or(&empty);
