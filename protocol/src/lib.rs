@@ -13,6 +13,8 @@
 //!   limit, a minimum rate and a shared, per-client memory budget.
 //! - [`serve`]: the accept loop: HTTP/1.1 and h2c, a connection cap, first-bytes and idle
 //!   deadlines, HTTP/2 limits, graceful shutdown.
+//! - [`seal`]: sealed tokens (session ids, `requestState`, task ids) any replica holding
+//!   the keys can open and no client can read or forge; keys rotate from a file.
 //! - [`session`]: legacy-era sessions: ids, idle and absolute expiry, LRU eviction,
 //!   per-owner caps, in-flight requests for cancellation.
 //! - [`server`]: a Streamable HTTP server for tool servers of both eras (sessions, GET
@@ -27,6 +29,7 @@ pub mod client;
 pub mod headers;
 pub mod jsonrpc;
 pub mod mcp;
+pub mod seal;
 pub mod serve;
 pub mod server;
 pub mod session;
