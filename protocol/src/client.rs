@@ -855,19 +855,18 @@ impl McpClient {
     }
 
     async fn read_body(&self, resp: reqwest::Response) -> Result<Vec<u8>, ClientError> {
-        let mut out = Vec::new();
-        let mut chunks = resp.bytes_stream();
-        while let Some(chunk) = chunks.next().await {
-            let chunk = chunk.map_err(|source| self.body_error(source))?;
-            if out.len() + chunk.len() > self.options.max_message_bytes {
-                return Err(self.protocol(format!(
-                    "answer larger than {} bytes",
-                    self.options.max_message_bytes
-                )));
-            }
-            out.extend_from_slice(&chunk);
+        use http_body_util::BodyExt;
+        let limit = self.options.max_message_bytes;
+        match http_body_util::Limited::new(reqwest::Body::from(resp), limit)
+            .collect()
+            .await
+        {
+            Ok(collected) => Ok(collected.to_bytes().into()),
+            Err(e) => match e.downcast::<reqwest::Error>() {
+                Ok(source) => Err(self.body_error(*source)),
+                Err(_) => Err(self.protocol(format!("answer larger than {limit} bytes"))),
+            },
         }
-        Ok(out)
     }
 
     async fn http_error(&self, resp: reqwest::Response) -> ClientError {
