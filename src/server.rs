@@ -5,6 +5,7 @@
 use http::{Method, Request, Response, StatusCode};
 use mcp_protocol::body::{self, Body};
 use mcp_protocol::mcp::Implementation;
+use mcp_protocol::seal::Sealer;
 use mcp_protocol::serve::ConnectionLimits;
 use mcp_protocol::server::{McpServer, ServerConfig, SessionOwner};
 use mcp_protocol::session::SessionConfig;
@@ -54,6 +55,9 @@ pub enum StartError {
     /// POLICY_FILE could not be loaded.
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyError),
+    /// SESSION_KEYS_FILE could not be loaded.
+    #[error("SESSION_KEYS_FILE: {0}")]
+    SessionKeys(#[from] mcp_protocol::seal::SealError),
 }
 
 /// The running gateway's shared parts.
@@ -83,6 +87,29 @@ pub struct App {
     pub catalog_report: Arc<std::sync::RwLock<Value>>,
     /// How the catalog is learned and the fan-out tool's settings.
     pub catalog_config: CatalogConfig,
+    /// The keys sealing session ids (and `requestState`), shared by every replica
+    /// given the same SESSION_KEYS_FILE.
+    pub sealer: Arc<Sealer>,
+    /// Stops re-reading the key file when the gateway stops.
+    pub stop: tokio_util::sync::CancellationToken,
+}
+
+/// The sealing keys: SESSION_KEYS_FILE, re-read as it rotates; else a random key of
+/// this process (its sessions open on this replica only).
+fn session_keys(config: &Config) -> Result<Arc<Sealer>, StartError> {
+    match &config.session_keys_file {
+        Some(path) => {
+            let sealer = Sealer::from_file(path)?;
+            tracing::info!(path = %path.display(), "session ids sealed with the keys of SESSION_KEYS_FILE: any replica sharing them serves any session");
+            Ok(sealer)
+        }
+        None => {
+            tracing::info!(
+                "no SESSION_KEYS_FILE: session ids sealed with a random key of this process, so they open on this replica only (run one replica, or set SESSION_KEYS_FILE)"
+            );
+            Ok(Sealer::random())
+        }
+    }
 }
 
 /// The Protected Resource Metadata document and the paths it is served on.
@@ -167,6 +194,7 @@ pub async fn start_with(
         }
     });
     let auth = build_authenticator(config, kube).await?;
+    let sealer = session_keys(config)?;
     let sync_deadline = Duration::from_secs(30).max(config.startup_wait);
     let started = Instant::now();
     discovery.wait_synced(sync_deadline).await?;
@@ -256,7 +284,10 @@ pub async fn start_with(
         max_sessions: config.max_sessions,
         max_lifetime: config.session_max_lifetime,
         max_per_owner: config.max_sessions_per_client,
+        keys: Some(sealer.clone()),
     };
+    let stop = tokio_util::sync::CancellationToken::new();
+    sealer.watch(stop.clone());
     let mcp = McpServer::new(server_config, Handler(gateway.clone()));
     Ok(App {
         mcp,
@@ -271,6 +302,8 @@ pub async fn start_with(
         builds: Arc::new(tokio::sync::Mutex::new(builds)),
         catalog_report: Arc::new(std::sync::RwLock::new(report)),
         catalog_config: config.catalog.clone(),
+        sealer,
+        stop,
     })
 }
 
@@ -500,6 +533,7 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
         mcp.shutdown();
     };
     let limits = app.connections.clone();
+    let stop = app.stop.clone();
     tracing::info!(
         max_connections = limits.max_connections,
         pinned_mib = limits.pinned_bytes() / (1024 * 1024),
@@ -515,6 +549,7 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
     .await;
     follower.abort();
     policy_follower.abort();
+    stop.cancel();
 }
 
 #[cfg(test)]

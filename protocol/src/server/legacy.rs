@@ -1,6 +1,7 @@
 //! The legacy era (2025-03-26 .. 2025-11-25): initialize, sessions, the version header, batches, GET streams and DELETE.
 
 use super::*;
+use crate::session::{Lookup, SessionStart};
 
 impl<H: ToolHandler> McpServer<H> {
     /// Legacy handshake: negotiate, mint a session.
@@ -28,20 +29,26 @@ impl<H: ToolHandler> McpServer<H> {
         if cfg.sessions.enabled {
             let changes = self.inner.catalog_generation.subscribe();
             let owner = session_owner(extensions);
-            let Some(session) = self.inner.sessions.create(version, changes, &owner) else {
-                return busy(Some(&req.id), "every session is busy; retry later");
-            };
-            session.set_client_capabilities(
+            let bound = extensions.get::<SessionOwner>().is_some();
+            let param = |k: &str| {
                 req.params
                     .as_ref()
-                    .and_then(|p| p.get("capabilities"))
+                    .and_then(|p| p.get(k))
                     .cloned()
-                    .unwrap_or_default(),
-            );
+                    .unwrap_or_default()
+            };
+            let start = SessionStart {
+                version,
+                capabilities: param("capabilities"),
+                client_info: param("clientInfo"),
+            };
+            let Some(session) = self.inner.sessions.create(start, changes, &owner, bound) else {
+                return busy(Some(&req.id), "every session is busy; retry later");
+            };
             if let Ok(v) = HeaderValue::from_str(&session.id) {
                 resp.headers_mut().insert(headers::MCP_SESSION_ID, v);
             }
-            tracing::debug!(session = %session.id, %version, "session started");
+            tracing::debug!(%version, "session started");
         }
         resp
     }
@@ -79,9 +86,17 @@ impl<H: ToolHandler> McpServer<H> {
                     ),
                 )));
             };
-            match self.inner.sessions.get(id) {
+            let requester = extensions.get::<SessionOwner>().map(|o| o.0.as_str());
+            let changes = || self.inner.catalog_generation.subscribe();
+            match self.inner.sessions.get(id, requester, changes) {
                 Ok(s) => Some(s),
-                Err(_) => {
+                Err(Lookup::Busy) => {
+                    return Err(Box::new(too_many(
+                        None,
+                        "this client has as many busy sessions on this replica as it may; finish a call or close a stream first",
+                    )));
+                }
+                Err(Lookup::Unknown) => {
                     return Err(Box::new(error_response(
                         StatusCode::NOT_FOUND,
                         None,
@@ -323,7 +338,13 @@ impl<H: ToolHandler> McpServer<H> {
         body::sse_response(stream::once(async { sse::keep_alive() }).chain(stream))
     }
 
-    pub(super) fn delete_session(&self, headers: &HeaderMap) -> Response<Body> {
+    /// DELETE: ends the session on this replica (see [`crate::session`] for what other
+    /// replicas do with its id).
+    pub(super) fn delete_session(
+        &self,
+        headers: &HeaderMap,
+        extensions: &http::Extensions,
+    ) -> Response<Body> {
         if !self.inner.config.sessions.enabled {
             return body::status_response(StatusCode::METHOD_NOT_ALLOWED);
         }
@@ -337,7 +358,8 @@ impl<H: ToolHandler> McpServer<H> {
                 &ErrorObject::invalid_request("Mcp-Session-Id header is required"),
             );
         };
-        match self.inner.sessions.remove(id) {
+        let requester = extensions.get::<SessionOwner>().map(|o| o.0.as_str());
+        match self.inner.sessions.remove(id, requester) {
             Ok(()) => body::status_response(StatusCode::NO_CONTENT),
             Err(_) => error_response(
                 StatusCode::NOT_FOUND,
