@@ -121,6 +121,12 @@ pub struct Settings {
     /// and die with this one replica.
     #[arg(long, env = "SESSION_KEYS_FILE")]
     pub session_keys_file: Option<std::path::PathBuf>,
+    /// After SIGTERM: the gateway stops accepting connections, ends long-lived streams
+    /// and waits this many seconds at most for the requests in flight to finish (keep
+    /// it at CALL_TIMEOUT_SECONDS, and the pod's terminationGracePeriodSeconds above it,
+    /// so a rollout cuts no call).
+    #[arg(long, env = "SHUTDOWN_DRAIN_SECONDS", default_value_t = 30)]
+    pub shutdown_drain_seconds: u64,
     /// Host names the gateway answers to (DNS-rebinding protection), comma-separated,
     /// `*.example.com` globs, `*` for any. IP addresses, localhost and cluster Service
     /// names (`*.svc`, `*.svc.cluster.local`) are always accepted; bound to loopback,
@@ -420,6 +426,8 @@ pub struct Config {
     pub session_max_lifetime: Duration,
     /// The key ring of sealed ids and state, if shared between replicas.
     pub session_keys_file: Option<std::path::PathBuf>,
+    /// How long a shutdown waits for requests in flight.
+    pub shutdown_drain: Duration,
     /// Host names answered.
     pub hosts: HostPolicy,
     /// Whether /metrics is behind the same authentication as /mcp.
@@ -610,6 +618,9 @@ impl Settings {
                 return Err(bad(setting, "must be at least 1"));
             }
         }
+        if self.shutdown_drain_seconds > 3600 {
+            return Err(bad("SHUTDOWN_DRAIN_SECONDS", "must be at most 3600"));
+        }
         if self.idle_timeout_seconds == 0 {
             return Err(bad("IDLE_TIMEOUT_SECONDS", "must be at least 1"));
         }
@@ -709,6 +720,7 @@ impl Settings {
                 .session_keys_file
                 .clone()
                 .filter(|p| !p.as_os_str().is_empty()),
+            shutdown_drain: Duration::from_secs(self.shutdown_drain_seconds),
             hosts,
             metrics_auth: self.metrics_auth == "required",
             oauth,

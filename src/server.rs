@@ -92,6 +92,8 @@ pub struct App {
     pub sealer: Arc<Sealer>,
     /// Stops re-reading the key file when the gateway stops.
     pub stop: tokio_util::sync::CancellationToken,
+    /// How long a shutdown waits for requests in flight (SHUTDOWN_DRAIN_SECONDS).
+    pub drain: Duration,
 }
 
 /// The sealing keys: SESSION_KEYS_FILE, re-read as it rotates; else a random key of
@@ -304,6 +306,7 @@ pub async fn start_with(
         catalog_config: config.catalog.clone(),
         sealer,
         stop,
+        drain: config.shutdown_drain,
     })
 }
 
@@ -533,7 +536,7 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
         mcp.shutdown();
     };
     let limits = app.connections.clone();
-    let stop = app.stop.clone();
+    let (stop, drain) = (app.stop.clone(), app.drain);
     tracing::info!(
         max_connections = limits.max_connections,
         pinned_mib = limits.pinned_bytes() / (1024 * 1024),
@@ -544,7 +547,7 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
         limits,
         move |req| route(app.clone(), req),
         shutdown,
-        Duration::from_secs(20),
+        drain,
     )
     .await;
     follower.abort();
