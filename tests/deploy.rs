@@ -21,7 +21,9 @@
 //!   manifests` applies NAMESPACE, IMAGE_REPO and TAG, every recipe is documented;
 //! - the Containerfile builds what `just build` builds, and its dependency-cache
 //!   stub step still resolves the workspace;
-//! - `scripts/smoke.sh` passes against `k8s-aggregator-mcp demo`.
+//! - `scripts/smoke.sh` passes against `k8s-aggregator-mcp demo`;
+//! - replicas (deploy/replicas.rs): two spread replicas with a PodDisruptionBudget and
+//!   a shared session-key Secret that `just deploy` creates, a drain that cuts no call.
 //!
 //! Tools come from `.interop/` (`.ci/install-deploy-tools` installs them); a
 //! missing tool fails the test with that instruction, it never skips.
@@ -49,6 +51,9 @@ const AMBIENT_ENV: &[&str] = &["RUST_LOG", "POD_NAMESPACE"];
 const NODE_TOKEN_DIR: &str = "/var/run/secrets/node-mcp-server";
 /// The audience of that token (the node server's TOKEN_AUDIENCE).
 const NODE_TOKEN_AUDIENCE: &str = "node-mcp-server";
+
+#[path = "deploy/replicas.rs"]
+mod replicas;
 
 // ---------------------------------------------------------------------------
 // Tools and processes
@@ -894,7 +899,11 @@ fn assert_hardened(what: &str, pod: &Value, c: &Value) {
 fn pods_are_hardened_and_the_backend_reaches_every_node() {
     for (name, objects) in rendered() {
         let deploy = find(&objects, "Deployment", GATEWAY_SERVICE);
-        assert_eq!(deploy["spec"]["replicas"], 1, "{name}");
+        // One replica, or two with components/replicas (deploy/replicas.rs).
+        assert!(
+            matches!(deploy["spec"]["replicas"].as_i64(), Some(1 | 2)),
+            "{name}"
+        );
         let pod = &deploy["spec"]["template"]["spec"];
         assert_hardened(
             &format!("{name}: gateway"),
@@ -904,13 +913,18 @@ fn pods_are_hardened_and_the_backend_reaches_every_node() {
         for host in ["hostNetwork", "hostPID", "hostIPC"] {
             assert_ne!(pod[host], true, "{name}: gateway {host}");
         }
-        // The gateway mounts only its node-mcp-server token and the policy ConfigMap.
+        // The gateway mounts only its node-mcp-server token, the policy ConfigMap and
+        // the session-key Secret.
         for v in pod["volumes"].as_array().into_iter().flatten() {
             let token = v["projected"]["sources"]
                 .as_array()
                 .is_some_and(|s| s.iter().all(|s| s["serviceAccountToken"].is_object()));
             let policy = v["configMap"]["name"] == "k8s-aggregator-mcp-policy";
-            assert!(token || policy, "{name}: unexpected gateway volume {v}");
+            let keys = v["secret"]["secretName"] == "k8s-aggregator-mcp-session-keys";
+            assert!(
+                token || policy || keys,
+                "{name}: unexpected gateway volume {v}"
+            );
         }
         for m in container(deploy, GATEWAY_SERVICE)["volumeMounts"]
             .as_array()
