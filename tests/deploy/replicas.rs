@@ -203,3 +203,54 @@ fn just_deploy_creates_the_missing_key_secret_without_printing_the_key() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_readme_custom_overlay_renders_and_validates() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let after = readme
+        .split_once("A custom overlay that picks")
+        .expect("the README's custom overlay")
+        .1;
+    let block = after
+        .split_once("```yaml\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .expect("a yaml block")
+        .0;
+    assert!(block.lines().count() <= 10, "ten lines at most:\n{block}");
+    // Beside a copy of deploy/, as the README places it beside the repository's.
+    let dir = tempdir("readme-overlay");
+    copy_tree(&root().join("deploy"), &dir.join("deploy"));
+    std::fs::create_dir_all(dir.join("my-overlay")).unwrap();
+    std::fs::write(dir.join("my-overlay/kustomization.yaml"), block).unwrap();
+    let objects = kustomize(&dir.join("my-overlay"));
+    let d = find(&objects, "Deployment", GATEWAY_SERVICE);
+    assert_eq!(d["metadata"]["namespace"], "my-ns");
+    assert_eq!(d["spec"]["replicas"], 2);
+    find(&objects, "PodDisruptionBudget", GATEWAY_SERVICE);
+    let file = dir.join("rendered.json");
+    std::fs::write(
+        &file,
+        serde_json::to_vec(&json!({ "readme": objects })).unwrap(),
+    )
+    .unwrap();
+    let out = run(Command::new(venv_python())
+        .arg("-c")
+        .arg(VALIDATE_PY)
+        .arg(&file)
+        .args(KUBERNETES_VERSIONS));
+    assert!(out.contains("validated"), "{out}");
+    let _ = std::fs::remove_dir_all(dir);
+}
