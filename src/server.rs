@@ -7,7 +7,7 @@ use mcp_protocol::body::{self, Body};
 use mcp_protocol::mcp::Implementation;
 use mcp_protocol::seal::Sealer;
 use mcp_protocol::serve::ConnectionLimits;
-use mcp_protocol::server::{McpServer, ServerConfig, SessionOwner};
+use mcp_protocol::server::{McpServer, RpcMethod, ServerConfig, SessionOwner};
 use mcp_protocol::session::SessionConfig;
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -402,6 +402,20 @@ pub async fn follow_cluster(app: App) {
         if changed {
             app.mcp.notify_tools_changed();
         }
+        app.metrics.record_catalog_rebuild(changed);
+    }
+}
+
+/// Counts the discovery watch coming back after it went down.
+async fn count_watch_restarts(app: App) {
+    let mut status = app.gateway.discovery().status_changes();
+    let mut was_down = false;
+    while status.changed().await.is_ok() {
+        let healthy = status.borrow_and_update().healthy;
+        if healthy && was_down {
+            app.metrics.record_watch_restart();
+        }
+        was_down = !healthy && status.borrow().synced;
     }
 }
 
@@ -469,7 +483,28 @@ async fn mcp(app: &App, mut req: Request<hyper::body::Incoming>) -> Response<Bod
                 req.extensions_mut().insert(SessionOwner(owner));
             }
             req.extensions_mut().insert(Arc::new(caller));
-            app.mcp.handle(req).await
+            let started = Instant::now();
+            // 2026-07-28 requests name their method in a header the transport checks
+            // against the body; legacy answers carry it as an extension.
+            let named = match *req.method() {
+                Method::GET => Some("(get)".to_string()),
+                Method::DELETE => Some("(delete)".to_string()),
+                _ => req
+                    .headers()
+                    .get(mcp_protocol::headers::MCP_METHOD)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string),
+            };
+            let resp = app.mcp.handle(req).await;
+            let method = resp
+                .extensions()
+                .get::<RpcMethod>()
+                .map(|m| m.0.as_str())
+                .or(named.as_deref())
+                .unwrap_or("(none)");
+            app.metrics
+                .record_request(method, resp.status(), started.elapsed());
+            resp
         }
         Err(e) => {
             tracing::debug!(reason = e.label(), "request refused: {e}");
@@ -481,12 +516,23 @@ async fn mcp(app: &App, mut req: Request<hyper::body::Incoming>) -> Response<Bod
 
 fn gauges(app: &App) -> Gauges {
     let nodes = app.gateway.discovery().nodes();
+    let status = app.gateway.discovery().status();
     Gauges {
         nodes: nodes.len(),
         ready_nodes: nodes.ready().count(),
         tools: app.gateway.catalog().names().len(),
         sessions: app.mcp.session_count(),
-        discovery_healthy: app.gateway.discovery().status().healthy,
+        discovery_healthy: status.healthy,
+        discovery_stale: status
+            .unhealthy_since
+            .map(|t| t.elapsed())
+            .unwrap_or_default(),
+        builds: app
+            .catalog_report
+            .read()
+            .ok()
+            .and_then(|r| r["builds"].as_array().map(Vec::len))
+            .unwrap_or(0),
     }
 }
 
@@ -522,6 +568,7 @@ fn readyz(app: &App) -> Response<Body> {
 /// Serves the gateway on `listener` until `shutdown` resolves.
 pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     let follower = tokio::spawn(follow_cluster(app.clone()));
+    let watch_follower = tokio::spawn(count_watch_restarts(app.clone()));
     let policy_follower = tokio::spawn({
         let store = app.gateway.policy().clone();
         let mcp = app.mcp.clone();
@@ -551,6 +598,7 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
     )
     .await;
     follower.abort();
+    watch_follower.abort();
     policy_follower.abort();
     stop.cancel();
 }

@@ -3,6 +3,18 @@
 use super::*;
 use crate::session::{Lookup, SessionStart};
 
+/// The JSON-RPC method a legacy-era answer is for, in the response's extensions, so the
+/// layer in front can label its metrics by method (2026-07-28 requests name theirs in
+/// the `Mcp-Method` header). `(response)` for a client's answers, `(batch)` for a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RpcMethod(pub String);
+
+/// Tags `resp` with the method it answers.
+fn tagged(mut resp: Response<Body>, method: &str) -> Response<Body> {
+    resp.extensions_mut().insert(RpcMethod(method.to_string()));
+    resp
+}
+
 impl<H: ToolHandler> McpServer<H> {
     /// Legacy handshake: negotiate, mint a session.
     pub(super) fn initialize(
@@ -43,14 +55,17 @@ impl<H: ToolHandler> McpServer<H> {
                 client_info: param("clientInfo"),
             };
             let Some(session) = self.inner.sessions.create(start, changes, &owner, bound) else {
-                return busy(Some(&req.id), "every session is busy; retry later");
+                return tagged(
+                    busy(Some(&req.id), "every session is busy; retry later"),
+                    method::INITIALIZE,
+                );
             };
             if let Ok(v) = HeaderValue::from_str(&session.id) {
                 resp.headers_mut().insert(headers::MCP_SESSION_ID, v);
             }
             tracing::debug!(%version, "session started");
         }
-        resp
+        tagged(resp, method::INITIALIZE)
     }
 
     /// Validates the legacy-era headers: version header and session.
@@ -126,6 +141,16 @@ impl<H: ToolHandler> McpServer<H> {
     }
 
     pub(super) async fn legacy(&self, ctx: Ctx, message: Message) -> Response<Body> {
+        let name = match &message {
+            Message::Request(r) => r.method.clone(),
+            Message::Notification(n) => n.method.clone(),
+            Message::Response(_) => "(response)".to_string(),
+        };
+        let resp = self.legacy_message(ctx, message).await;
+        tagged(resp, &name)
+    }
+
+    async fn legacy_message(&self, ctx: Ctx, message: Message) -> Response<Body> {
         match message {
             Message::Notification(n) => {
                 self.legacy_notification(&ctx, &n);
@@ -282,7 +307,7 @@ impl<H: ToolHandler> McpServer<H> {
             out.extend_from_slice(a);
         }
         out.push(b']');
-        body::json_response(StatusCode::OK, out)
+        tagged(body::json_response(StatusCode::OK, out), "(batch)")
     }
 
     /// Legacy GET: a stream of server notifications for the session.
