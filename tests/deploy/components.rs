@@ -1,8 +1,11 @@
-//! Deploy checks of running several gateway replicas (components/replicas): two
-//! replicas with a PodDisruptionBudget and topology spread in the production
-//! overlays, one shared session-key Secret that no overlay renders (so it is never
-//! committed) and that `just deploy` creates when missing without printing it, and a
-//! shutdown that cuts no call (preStop pause, drain, grace period).
+//! Deploy checks of the kustomize components an overlay picks from:
+//! - components/replicas: two replicas with a PodDisruptionBudget and topology spread
+//!   in the production overlays, one shared session-key Secret that no overlay renders
+//!   (so it is never committed) and that `just deploy` creates when missing without
+//!   printing it, and a shutdown that cuts no call (preStop pause, drain, grace);
+//! - the README's custom overlay (base + replicas) renders and validates;
+//! - components/monitoring: a ServiceMonitor that selects the gateway's Service and
+//!   port, valid against the ServiceMonitor CRD's schema, composed with every overlay.
 
 use super::*;
 
@@ -231,11 +234,7 @@ fn the_readme_custom_overlay_renders_and_validates() {
         .0;
     assert!(block.lines().count() <= 10, "ten lines at most:\n{block}");
     // Beside a copy of deploy/, as the README places it beside the repository's.
-    let dir = tempdir("readme-overlay");
-    copy_tree(&root().join("deploy"), &dir.join("deploy"));
-    std::fs::create_dir_all(dir.join("my-overlay")).unwrap();
-    std::fs::write(dir.join("my-overlay/kustomization.yaml"), block).unwrap();
-    let objects = kustomize(&dir.join("my-overlay"));
+    let objects = render_beside_deploy("readme-overlay", block);
     let d = find(&objects, "Deployment", GATEWAY_SERVICE);
     assert_eq!(d["metadata"]["namespace"], "my-ns");
     assert_eq!(d["spec"]["replicas"], 2);
@@ -243,5 +242,64 @@ fn the_readme_custom_overlay_renders_and_validates() {
     let mut all = serde_json::Map::new();
     all.insert("readme".into(), Value::Array(objects));
     validate("readme-validate", &all);
+}
+
+/// A kustomization beside a copy of deploy/ (paths are relative, as in a user's
+/// repository), rendered.
+fn render_beside_deploy(tag: &str, kustomization: &str) -> Vec<Value> {
+    let dir = tempdir(tag);
+    copy_tree(&root().join("deploy"), &dir.join("deploy"));
+    std::fs::create_dir_all(dir.join("my-overlay")).unwrap();
+    std::fs::write(dir.join("my-overlay/kustomization.yaml"), kustomization).unwrap();
+    let objects = kustomize(&dir.join("my-overlay"));
     let _ = std::fs::remove_dir_all(dir);
+    objects
+}
+
+#[test]
+fn the_monitoring_component_scrapes_the_gateway_with_every_overlay() {
+    let mut all = serde_json::Map::new();
+    for overlay_name in ["kubernetes", "openshift", "gateway-only", "dev"] {
+        let objects = render_beside_deploy(
+            &format!("monitoring-{overlay_name}"),
+            &format!(
+                "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
+                 namespace: {NAMESPACE}\n\
+                 resources: [../deploy/overlays/{overlay_name}]\n\
+                 components: [../deploy/components/monitoring]\n"
+            ),
+        );
+        let monitor = find(&objects, "ServiceMonitor", GATEWAY_SERVICE);
+        assert_eq!(
+            monitor["metadata"]["namespace"], NAMESPACE,
+            "{overlay_name}"
+        );
+        let service = find(&objects, "Service", GATEWAY_SERVICE);
+        let labels = service["metadata"]["labels"].as_object().unwrap();
+        assert!(
+            selects(&monitor["spec"]["selector"], labels),
+            "{overlay_name}"
+        );
+        let ports: Vec<&Value> = service["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .collect();
+        for e in monitor["spec"]["endpoints"].as_array().unwrap() {
+            assert!(
+                ports.iter().any(|p| p["name"] == e["port"]),
+                "{overlay_name}: {e}"
+            );
+            assert_eq!(e["path"], "/metrics");
+        }
+        // Prometheus reads /metrics without a token: the overlay must not require one.
+        let d = find(&objects, "Deployment", GATEWAY_SERVICE);
+        let env = env_map(container(d, GATEWAY_SERVICE));
+        assert!(
+            env.get("METRICS_AUTH").is_none_or(|v| v["value"] == "none"),
+            "{overlay_name}"
+        );
+        all.insert(format!("monitoring+{overlay_name}"), Value::Array(objects));
+    }
+    validate("monitoring-validate", &all);
 }
