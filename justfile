@@ -31,6 +31,9 @@ CONTAINER_TOOL := env("CONTAINER_TOOL", `command -v podman >/dev/null 2>&1 && ec
 # Extra flags for `image` builds, e.g. BUILD_FLAGS=--isolation=chroot in a container sandbox.
 BUILD_FLAGS := env("BUILD_FLAGS", "")
 
+# The Secret holding the keys that seal legacy session ids (components/replicas); `deploy` creates it with a random key when missing.
+SESSION_KEYS_SECRET := "k8s-aggregator-mcp-session-keys"
+
 # kubectl (its built-in kustomize renders deploy/).
 KUBECTL := env("KUBECTL", "kubectl")
 
@@ -113,9 +116,24 @@ manifests: _kustomization
 
 # Deploy to the current kubectl context and wait for the rollout; settings (OVERLAY, NAMESPACE, IMAGE_REPO, TAG) before or after the recipe name: `just deploy IMAGE_REPO=quay.io/you TAG=v1`.
 deploy *SETTINGS: _kustomization
+    {{ if SETTINGS != "" { "true" } else { KUBECTL + " get namespace " + NAMESPACE + " >/dev/null 2>&1 || " + KUBECTL + " create namespace " + NAMESPACE } }}
+    {{ if SETTINGS != "" { "true" } else { KUBECTL + " -n " + NAMESPACE + " get secret " + SESSION_KEYS_SECRET + " >/dev/null 2>&1 || head -c 32 /dev/urandom | base64 | " + KUBECTL + " -n " + NAMESPACE + " create secret generic " + SESSION_KEYS_SECRET + " --from-file=keys=/dev/stdin" } }}
     {{ if SETTINGS != "" { just_executable() + " --justfile " + quote(justfile()) + " " + SETTINGS + " deploy" } else { KUBECTL + " apply -k " + render_dir } }}
     {{ if SETTINGS != "" { "true" } else if OVERLAY == "gateway-only" { "true" } else { KUBECTL + " -n " + NAMESPACE + " rollout status daemonset/node-mcp-server --timeout=300s" } }}
     {{ if SETTINGS != "" { "true" } else { KUBECTL + " -n " + NAMESPACE + " rollout status deployment/k8s-aggregator-mcp --timeout=300s" } }}
+
+# Rotate the session key in two steps: the new key first only opens (until every replica has read it, WAIT seconds), then seals; the previous key keeps opening the ids sealed before.
+rotate-session-keys WAIT="120":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    current=$({{KUBECTL}} -n {{NAMESPACE}} get secret {{SESSION_KEYS_SECRET}} -o jsonpath='{.data.keys}' | base64 -d | grep -v -e '^#' -e '^[[:space:]]*$' | head -n 1)
+    new=$(head -c 32 /dev/urandom | base64)
+    put() { printf '%s\n' "$@" | {{KUBECTL}} -n {{NAMESPACE}} create secret generic {{SESSION_KEYS_SECRET}} --from-file=keys=/dev/stdin --dry-run=client -o yaml | {{KUBECTL}} -n {{NAMESPACE}} apply -f - >/dev/null; }
+    put "$current" "$new"
+    echo "rotate-session-keys: new key added (opens only); waiting {{WAIT}} s for every replica to read it"
+    sleep {{WAIT}}
+    put "$new" "$current"
+    echo "rotate-session-keys: the new key seals; the previous one opens older ids until the next rotation"
 
 # Remove everything `deploy` created (with the base overlays, the namespace too).
 undeploy: _kustomization

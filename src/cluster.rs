@@ -254,6 +254,12 @@ impl Discovery {
         self.status.borrow().clone()
     }
 
+    /// A receiver that wakes on every change of the health of discovery (metrics count
+    /// the watch's restarts from it).
+    pub fn status_changes(&self) -> watch::Receiver<DiscoveryStatus> {
+        self.status.clone()
+    }
+
     /// Namespace being watched (`"(static)"` for a fixed list).
     pub fn namespace(&self) -> &str {
         &self.target.namespace

@@ -110,9 +110,23 @@ pub struct Settings {
     /// least recently used one ends when it starts another.
     #[arg(long, env = "MAX_SESSIONS_PER_CLIENT", default_value_t = 100)]
     pub max_sessions_per_client: usize,
-    /// A legacy session ends this many seconds after it started, however busy.
+    /// A legacy session ends this many seconds after it started, however busy (the
+    /// expiry is sealed into its id, so every replica ends it at the same time).
     #[arg(long, env = "SESSION_MAX_LIFETIME_SECONDS", default_value_t = 86_400)]
     pub session_max_lifetime_seconds: u64,
+    /// Keys that seal legacy session ids (and 2026-07-28 `requestState`), so that any
+    /// replica can serve any session: one base64 key of 32 bytes per line, the sealing
+    /// key first, older keys after it until their ids have expired (a mounted Secret;
+    /// re-read as it changes). Unset: a random key of this process, so sessions live
+    /// and die with this one replica.
+    #[arg(long, env = "SESSION_KEYS_FILE")]
+    pub session_keys_file: Option<std::path::PathBuf>,
+    /// After SIGTERM: the gateway stops accepting connections, ends long-lived streams
+    /// and waits this many seconds at most for the requests in flight to finish (keep
+    /// it at CALL_TIMEOUT_SECONDS, and the pod's terminationGracePeriodSeconds above it,
+    /// so a rollout cuts no call).
+    #[arg(long, env = "SHUTDOWN_DRAIN_SECONDS", default_value_t = 30)]
+    pub shutdown_drain_seconds: u64,
     /// Host names the gateway answers to (DNS-rebinding protection), comma-separated,
     /// `*.example.com` globs, `*` for any. IP addresses, localhost and cluster Service
     /// names (`*.svc`, `*.svc.cluster.local`) are always accepted; bound to loopback,
@@ -410,6 +424,10 @@ pub struct Config {
     pub max_sessions_per_client: usize,
     /// Absolute session lifetime.
     pub session_max_lifetime: Duration,
+    /// The key ring of sealed ids and state, if shared between replicas.
+    pub session_keys_file: Option<std::path::PathBuf>,
+    /// How long a shutdown waits for requests in flight.
+    pub shutdown_drain: Duration,
     /// Host names answered.
     pub hosts: HostPolicy,
     /// Whether /metrics is behind the same authentication as /mcp.
@@ -600,6 +618,9 @@ impl Settings {
                 return Err(bad(setting, "must be at least 1"));
             }
         }
+        if self.shutdown_drain_seconds > 3600 {
+            return Err(bad("SHUTDOWN_DRAIN_SECONDS", "must be at most 3600"));
+        }
         if self.idle_timeout_seconds == 0 {
             return Err(bad("IDLE_TIMEOUT_SECONDS", "must be at least 1"));
         }
@@ -695,6 +716,11 @@ impl Settings {
             body_min_rate: self.body_min_bytes_per_second.max(1),
             max_sessions_per_client: self.max_sessions_per_client,
             session_max_lifetime: Duration::from_secs(self.session_max_lifetime_seconds),
+            session_keys_file: self
+                .session_keys_file
+                .clone()
+                .filter(|p| !p.as_os_str().is_empty()),
+            shutdown_drain: Duration::from_secs(self.shutdown_drain_seconds),
             hosts,
             metrics_auth: self.metrics_auth == "required",
             oauth,

@@ -210,6 +210,7 @@ impl Gateway {
         Box::pin(
             async move {
                 let started = Instant::now();
+                let _in_flight = gw.metrics.call_started();
                 let audit = Audit::of(&call, gw.audit_arguments);
                 let (outcome, answer) = match (gw.fanout.clone(), gw.nodes_tool.as_deref()) {
                     (Some(f), _) if f.name == call.name => crate::fanout::run(&gw, &f, call).await,
@@ -391,6 +392,8 @@ impl Gateway {
             args.shift_remove(NODE_PARAM);
         }
         let client = self.upstreams.client(ip);
+        let build = catalog.availability().pod_build(ip).map(|b| b.0);
+        let sent = Instant::now();
         let forwarded = crate::relay::forward_call(
             client,
             params,
@@ -400,7 +403,8 @@ impl Gateway {
             self.call_timeout,
         )
         .await;
-        match forwarded {
+        let took = sent.elapsed();
+        let answer = match forwarded {
             Ok((Ok(raw), upstream_version)) => {
                 let bytes = if upstream_version.era() == era {
                     Bytes::copy_from_slice(raw.get().as_bytes())
@@ -443,7 +447,10 @@ impl Gateway {
                 };
                 tool_error(outcome, text)
             }
-        }
+        };
+        self.metrics
+            .record_backend(build.as_deref(), answer.0, took);
+        answer
     }
 }
 

@@ -7,8 +7,23 @@
 //!   `(unknown)` for a name the catalog does not have (callers choose it), and `(other)`
 //!   past [`MAX_TOOL_LABELS`] distinct tools, so label cardinality stays bounded.
 //! - `mcp_gateway_auth_refusals_total{reason}`: requests refused by authentication.
+//! - `mcp_gateway_request_duration_seconds{method,status}` (histogram): every request to
+//!   `/mcp`, by JSON-RPC method (`(get)`, `(delete)`, `(batch)`, `(response)` for the
+//!   other shapes; a method the gateway does not know is `(other)`, since clients choose
+//!   it) and status class (`2xx`, `4xx`, `5xx`), until the answer's head is sent (a
+//!   streamed answer's length is in the call histogram).
+//! - `mcp_gateway_calls_in_flight`: tool calls being handled.
+//! - `mcp_gateway_backend_call_duration_seconds{build,outcome}` (histogram): the call to
+//!   the node server, by the pod's build (the digest `/readyz` shows; at most
+//!   [`MAX_BUILD_LABELS`], then `(other)`).
+//! - `mcp_gateway_discovery_watch_restarts_total`: times the EndpointSlice watch went
+//!   down and was re-established; `mcp_gateway_discovery_stale_seconds`: how long the
+//!   served node map has been unconfirmed (0 while the watch is up).
+//! - `mcp_gateway_catalog_rebuilds_total{changed}`: catalog rebuilds after node-set
+//!   changes, by whether the served list changed; `mcp_gateway_catalog_builds`: the
+//!   distinct backend builds.
 //! - Gauges read from the live parts at scrape time: nodes by state, tools served,
-//!   legacy sessions, discovery health.
+//!   legacy sessions cached on this replica, discovery health.
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -22,6 +37,40 @@ use std::time::Duration;
 
 /// Distinct `tool` label values kept; later tools are counted as `(other)`.
 pub const MAX_TOOL_LABELS: usize = 256;
+
+/// Distinct `build` label values kept; later builds are counted as `(other)`.
+pub const MAX_BUILD_LABELS: usize = 32;
+
+/// The JSON-RPC methods that get their own `method` label.
+const KNOWN_METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "server/discover",
+    "tools/list",
+    "tools/call",
+    "subscriptions/listen",
+    "logging/setLevel",
+    "resources/list",
+    "resources/read",
+    "resources/templates/list",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "tasks/get",
+    "tasks/list",
+    "tasks/result",
+    "tasks/cancel",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/roots/list_changed",
+    "(get)",
+    "(delete)",
+    "(batch)",
+    "(response)",
+    "(none)",
+];
 
 /// How a tools/call ended, as seen by the gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -91,6 +140,26 @@ struct ReasonLabel {
     reason: &'static str,
 }
 
+/// Labels of a request to `/mcp`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    method: &'static str,
+    status: &'static str,
+}
+
+/// Labels of a call to a node server.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct BackendLabels {
+    build: String,
+    outcome: CallOutcome,
+}
+
+/// Label of a catalog rebuild.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ChangedLabel {
+    changed: &'static str,
+}
+
 /// Label of a node count.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct StateLabel {
@@ -115,6 +184,10 @@ pub struct Gauges {
     pub sessions: usize,
     /// Whether the discovery watch is up.
     pub discovery_healthy: bool,
+    /// How long the node map has been unconfirmed (zero while the watch is up).
+    pub discovery_stale: Duration,
+    /// Distinct backend builds.
+    pub builds: usize,
 }
 
 /// The gateway's metrics.
@@ -129,6 +202,25 @@ pub struct Metrics {
     discovery_healthy: Gauge,
     /// Tool names seen as labels (bounded by [`MAX_TOOL_LABELS`]).
     tool_labels: Mutex<HashSet<String>>,
+    requests: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    in_flight: Gauge,
+    backend: Family<BackendLabels, Histogram, fn() -> Histogram>,
+    /// Build digests seen as labels (bounded by [`MAX_BUILD_LABELS`]).
+    build_labels: Mutex<HashSet<String>>,
+    watch_restarts: Counter,
+    discovery_stale: Gauge<f64, std::sync::atomic::AtomicU64>,
+    rebuilds: Family<ChangedLabel, Counter>,
+    builds: Gauge,
+}
+
+/// Counts a tool call in flight until dropped.
+#[derive(Debug)]
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Default for Metrics {
@@ -167,13 +259,62 @@ impl Default for Metrics {
         registry.register("mcp_gateway_tools", "Tools served", tools.clone());
         registry.register(
             "mcp_gateway_sessions",
-            "Live legacy MCP sessions",
+            "Legacy MCP sessions cached on this replica",
             sessions.clone(),
         );
         registry.register(
             "mcp_gateway_discovery_healthy",
             "1 when the EndpointSlice watch is up",
             discovery_healthy.clone(),
+        );
+        let requests = Family::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            call_histogram,
+        );
+        registry.register_with_unit(
+            "mcp_gateway_request_duration",
+            "Time from a request's arrival at /mcp to its answer's head, by JSON-RPC method and status class",
+            Unit::Seconds,
+            requests.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "mcp_gateway_calls_in_flight",
+            "Tool calls being handled",
+            in_flight.clone(),
+        );
+        let backend = Family::<BackendLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            call_histogram,
+        );
+        registry.register_with_unit(
+            "mcp_gateway_backend_call_duration",
+            "Time of the call to the node server, by the pod's build and the outcome",
+            Unit::Seconds,
+            backend.clone(),
+        );
+        let watch_restarts = Counter::default();
+        registry.register(
+            "mcp_gateway_discovery_watch_restarts",
+            "Times the EndpointSlice watch went down and came back",
+            watch_restarts.clone(),
+        );
+        let discovery_stale = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register_with_unit(
+            "mcp_gateway_discovery_stale",
+            "How long the node map has been unconfirmed by the watch (0 while it is up)",
+            Unit::Seconds,
+            discovery_stale.clone(),
+        );
+        let rebuilds = Family::<ChangedLabel, Counter>::default();
+        registry.register(
+            "mcp_gateway_catalog_rebuilds",
+            "Catalog rebuilds after node-set changes, by whether the served list changed",
+            rebuilds.clone(),
+        );
+        let builds = Gauge::default();
+        registry.register(
+            "mcp_gateway_catalog_builds",
+            "Distinct backend builds (pods grouped by what they serve)",
+            builds.clone(),
         );
         Metrics {
             registry,
@@ -185,6 +326,14 @@ impl Default for Metrics {
             sessions,
             discovery_healthy,
             tool_labels: Mutex::new(HashSet::new()),
+            requests,
+            in_flight,
+            backend,
+            build_labels: Mutex::new(HashSet::new()),
+            watch_restarts,
+            discovery_stale,
+            rebuilds,
+            builds,
         }
     }
 }
@@ -209,6 +358,53 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
+    /// Times one request to `/mcp` (`method`: its JSON-RPC method or shape; unknown
+    /// names are counted as `(other)`).
+    pub fn record_request(&self, method: &str, status: http::StatusCode, took: Duration) {
+        let method = KNOWN_METHODS
+            .iter()
+            .find(|m| **m == method)
+            .copied()
+            .unwrap_or("(other)");
+        let status = match status.as_u16() {
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.requests
+            .get_or_create(&RequestLabels { method, status })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Counts a tool call in flight until the guard drops.
+    pub fn call_started(&self) -> InFlight {
+        self.in_flight.inc();
+        InFlight(self.in_flight.clone())
+    }
+
+    /// Times one call to a node server whose pod has `build` (None: not learned).
+    pub fn record_backend(&self, build: Option<&str>, outcome: CallOutcome, took: Duration) {
+        let build = match build {
+            None => "(unknown)".to_string(),
+            Some(b) => capped(&self.build_labels, b, MAX_BUILD_LABELS),
+        };
+        self.backend
+            .get_or_create(&BackendLabels { build, outcome })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Counts the discovery watch coming back after it went down.
+    pub fn record_watch_restart(&self) {
+        self.watch_restarts.inc();
+    }
+
+    /// Counts a catalog rebuild.
+    pub fn record_catalog_rebuild(&self, changed: bool) {
+        let changed = if changed { "true" } else { "false" };
+        self.rebuilds.get_or_create(&ChangedLabel { changed }).inc();
+    }
+
     /// Counts a request refused by authentication (`reason`: the refusal's label).
     pub fn record_auth_refusal(&self, reason: &'static str) {
         self.auth_refusals
@@ -220,17 +416,7 @@ impl Metrics {
         if outcome == CallOutcome::UnknownTool {
             return "(unknown)".into();
         }
-        let Ok(mut seen) = self.tool_labels.lock() else {
-            return "(other)".into();
-        };
-        if seen.contains(tool) {
-            return tool.to_string();
-        }
-        if seen.len() >= MAX_TOOL_LABELS {
-            return "(other)".into();
-        }
-        seen.insert(tool.to_string());
-        tool.to_string()
+        capped(&self.tool_labels, tool, MAX_TOOL_LABELS)
     }
 
     /// The OpenMetrics text exposition, with the gauges set from `g`.
@@ -245,12 +431,30 @@ impl Metrics {
         self.tools.set(as_i64(g.tools));
         self.sessions.set(as_i64(g.sessions));
         self.discovery_healthy.set(i64::from(g.discovery_healthy));
+        self.discovery_stale.set(g.discovery_stale.as_secs_f64());
+        self.builds.set(as_i64(g.builds));
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
         }
         out
     }
+}
+
+/// `value` as a label while fewer than `max` distinct values have been seen, else
+/// `(other)`.
+fn capped(seen: &Mutex<HashSet<String>>, value: &str, max: usize) -> String {
+    let Ok(mut seen) = seen.lock() else {
+        return "(other)".into();
+    };
+    if seen.contains(value) {
+        return value.to_string();
+    }
+    if seen.len() >= max {
+        return "(other)".into();
+    }
+    seen.insert(value.to_string());
+    value.to_string()
 }
 
 /// The content type of [`Metrics::render`].
@@ -299,6 +503,8 @@ mod tests {
             tools: 4,
             sessions: 1,
             discovery_healthy: true,
+            discovery_stale: Duration::ZERO,
+            builds: 1,
         });
         let s = parse(&text);
         let calls = "mcp_gateway_tool_calls_total";
@@ -351,5 +557,49 @@ mod tests {
         };
         assert_eq!(at(0.002), Some(1.0), "{buckets:?}");
         assert_eq!(at(0.004), Some(2.0), "{buckets:?}");
+    }
+
+    #[test]
+    fn request_methods_and_builds_are_bounded_labels() {
+        let m = Metrics::default();
+        m.record_request("tools/call", http::StatusCode::OK, Duration::ZERO);
+        m.record_request("made/up", http::StatusCode::NOT_FOUND, Duration::ZERO);
+        for i in 0..MAX_BUILD_LABELS + 5 {
+            m.record_backend(Some(&format!("b{i}")), CallOutcome::Ok, Duration::ZERO);
+        }
+        m.record_backend(None, CallOutcome::Unreachable, Duration::ZERO);
+        let g = m.call_started();
+        let text = m.render(Gauges {
+            nodes: 0,
+            ready_nodes: 0,
+            tools: 0,
+            sessions: 0,
+            discovery_healthy: false,
+            discovery_stale: Duration::from_millis(1500),
+            builds: 2,
+        });
+        drop(g);
+        let s = parse(&text);
+        let methods: HashSet<&str> = s
+            .samples
+            .iter()
+            .filter_map(|x| x.labels.get("method"))
+            .collect();
+        assert_eq!(methods, HashSet::from(["tools/call", "(other)"]));
+        let builds: HashSet<&str> = s
+            .samples
+            .iter()
+            .filter(|x| x.metric.starts_with("mcp_gateway_backend_call_duration"))
+            .filter_map(|x| x.labels.get("build"))
+            .collect();
+        assert_eq!(
+            builds.len(),
+            MAX_BUILD_LABELS + 2,
+            "32 builds, (other), (unknown)"
+        );
+        assert!(builds.contains("(other)") && builds.contains("(unknown)"));
+        assert_eq!(value(&s, "mcp_gateway_calls_in_flight", &[]), 1.0);
+        assert_eq!(value(&s, "mcp_gateway_discovery_stale_seconds", &[]), 1.5);
+        assert_eq!(value(&s, "mcp_gateway_catalog_builds", &[]), 2.0);
     }
 }

@@ -5,8 +5,9 @@
 use http::{Method, Request, Response, StatusCode};
 use mcp_protocol::body::{self, Body};
 use mcp_protocol::mcp::Implementation;
+use mcp_protocol::seal::Sealer;
 use mcp_protocol::serve::ConnectionLimits;
-use mcp_protocol::server::{McpServer, ServerConfig, SessionOwner};
+use mcp_protocol::server::{McpServer, RpcMethod, ServerConfig, SessionOwner};
 use mcp_protocol::session::SessionConfig;
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -54,6 +55,9 @@ pub enum StartError {
     /// POLICY_FILE could not be loaded.
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyError),
+    /// SESSION_KEYS_FILE could not be loaded.
+    #[error("SESSION_KEYS_FILE: {0}")]
+    SessionKeys(#[from] mcp_protocol::seal::SealError),
 }
 
 /// The running gateway's shared parts.
@@ -83,6 +87,31 @@ pub struct App {
     pub catalog_report: Arc<std::sync::RwLock<Value>>,
     /// How the catalog is learned and the fan-out tool's settings.
     pub catalog_config: CatalogConfig,
+    /// The keys sealing session ids (and `requestState`), shared by every replica
+    /// given the same SESSION_KEYS_FILE.
+    pub sealer: Arc<Sealer>,
+    /// Stops re-reading the key file when the gateway stops.
+    pub stop: tokio_util::sync::CancellationToken,
+    /// How long a shutdown waits for requests in flight (SHUTDOWN_DRAIN_SECONDS).
+    pub drain: Duration,
+}
+
+/// The sealing keys: SESSION_KEYS_FILE, re-read as it rotates; else a random key of
+/// this process (its sessions open on this replica only).
+fn session_keys(config: &Config) -> Result<Arc<Sealer>, StartError> {
+    match &config.session_keys_file {
+        Some(path) => {
+            let sealer = Sealer::from_file(path)?;
+            tracing::info!(path = %path.display(), "session ids sealed with the keys of SESSION_KEYS_FILE: any replica sharing them serves any session");
+            Ok(sealer)
+        }
+        None => {
+            tracing::info!(
+                "no SESSION_KEYS_FILE: session ids sealed with a random key of this process, so they open on this replica only (run one replica, or set SESSION_KEYS_FILE)"
+            );
+            Ok(Sealer::random())
+        }
+    }
 }
 
 /// The Protected Resource Metadata document and the paths it is served on.
@@ -167,6 +196,7 @@ pub async fn start_with(
         }
     });
     let auth = build_authenticator(config, kube).await?;
+    let sealer = session_keys(config)?;
     let sync_deadline = Duration::from_secs(30).max(config.startup_wait);
     let started = Instant::now();
     discovery.wait_synced(sync_deadline).await?;
@@ -256,7 +286,10 @@ pub async fn start_with(
         max_sessions: config.max_sessions,
         max_lifetime: config.session_max_lifetime,
         max_per_owner: config.max_sessions_per_client,
+        keys: Some(sealer.clone()),
     };
+    let stop = tokio_util::sync::CancellationToken::new();
+    sealer.watch(stop.clone());
     let mcp = McpServer::new(server_config, Handler(gateway.clone()));
     Ok(App {
         mcp,
@@ -271,6 +304,9 @@ pub async fn start_with(
         builds: Arc::new(tokio::sync::Mutex::new(builds)),
         catalog_report: Arc::new(std::sync::RwLock::new(report)),
         catalog_config: config.catalog.clone(),
+        sealer,
+        stop,
+        drain: config.shutdown_drain,
     })
 }
 
@@ -366,6 +402,20 @@ pub async fn follow_cluster(app: App) {
         if changed {
             app.mcp.notify_tools_changed();
         }
+        app.metrics.record_catalog_rebuild(changed);
+    }
+}
+
+/// Counts the discovery watch coming back after it went down.
+async fn count_watch_restarts(app: App) {
+    let mut status = app.gateway.discovery().status_changes();
+    let mut was_down = false;
+    while status.changed().await.is_ok() {
+        let healthy = status.borrow_and_update().healthy;
+        if healthy && was_down {
+            app.metrics.record_watch_restart();
+        }
+        was_down = !healthy && status.borrow().synced;
     }
 }
 
@@ -433,7 +483,28 @@ async fn mcp(app: &App, mut req: Request<hyper::body::Incoming>) -> Response<Bod
                 req.extensions_mut().insert(SessionOwner(owner));
             }
             req.extensions_mut().insert(Arc::new(caller));
-            app.mcp.handle(req).await
+            let started = Instant::now();
+            // 2026-07-28 requests name their method in a header the transport checks
+            // against the body; legacy answers carry it as an extension.
+            let named = match *req.method() {
+                Method::GET => Some("(get)".to_string()),
+                Method::DELETE => Some("(delete)".to_string()),
+                _ => req
+                    .headers()
+                    .get(mcp_protocol::headers::MCP_METHOD)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string),
+            };
+            let resp = app.mcp.handle(req).await;
+            let method = resp
+                .extensions()
+                .get::<RpcMethod>()
+                .map(|m| m.0.as_str())
+                .or(named.as_deref())
+                .unwrap_or("(none)");
+            app.metrics
+                .record_request(method, resp.status(), started.elapsed());
+            resp
         }
         Err(e) => {
             tracing::debug!(reason = e.label(), "request refused: {e}");
@@ -445,12 +516,23 @@ async fn mcp(app: &App, mut req: Request<hyper::body::Incoming>) -> Response<Bod
 
 fn gauges(app: &App) -> Gauges {
     let nodes = app.gateway.discovery().nodes();
+    let status = app.gateway.discovery().status();
     Gauges {
         nodes: nodes.len(),
         ready_nodes: nodes.ready().count(),
         tools: app.gateway.catalog().names().len(),
         sessions: app.mcp.session_count(),
-        discovery_healthy: app.gateway.discovery().status().healthy,
+        discovery_healthy: status.healthy,
+        discovery_stale: status
+            .unhealthy_since
+            .map(|t| t.elapsed())
+            .unwrap_or_default(),
+        builds: app
+            .catalog_report
+            .read()
+            .ok()
+            .and_then(|r| r["builds"].as_array().map(Vec::len))
+            .unwrap_or(0),
     }
 }
 
@@ -486,6 +568,7 @@ fn readyz(app: &App) -> Response<Body> {
 /// Serves the gateway on `listener` until `shutdown` resolves.
 pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     let follower = tokio::spawn(follow_cluster(app.clone()));
+    let watch_follower = tokio::spawn(count_watch_restarts(app.clone()));
     let policy_follower = tokio::spawn({
         let store = app.gateway.policy().clone();
         let mcp = app.mcp.clone();
@@ -500,6 +583,7 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
         mcp.shutdown();
     };
     let limits = app.connections.clone();
+    let (stop, drain) = (app.stop.clone(), app.drain);
     tracing::info!(
         max_connections = limits.max_connections,
         pinned_mib = limits.pinned_bytes() / (1024 * 1024),
@@ -510,11 +594,13 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
         limits,
         move |req| route(app.clone(), req),
         shutdown,
-        Duration::from_secs(20),
+        drain,
     )
     .await;
     follower.abort();
+    watch_follower.abort();
     policy_follower.abort();
+    stop.cancel();
 }
 
 #[cfg(test)]

@@ -21,7 +21,10 @@
 //!   manifests` applies NAMESPACE, IMAGE_REPO and TAG, every recipe is documented;
 //! - the Containerfile builds what `just build` builds, and its dependency-cache
 //!   stub step still resolves the workspace;
-//! - `scripts/smoke.sh` passes against `k8s-aggregator-mcp demo`.
+//! - `scripts/smoke.sh` passes against `k8s-aggregator-mcp demo`;
+//! - components (deploy/components.rs): two spread replicas with a PodDisruptionBudget
+//!   and a shared session-key Secret that `just deploy` creates, a drain that cuts no
+//!   call, the README's custom overlay, the monitoring component's ServiceMonitor.
 //!
 //! Tools come from `.interop/` (`.ci/install-deploy-tools` installs them); a
 //! missing tool fails the test with that instruction, it never skips.
@@ -49,6 +52,9 @@ const AMBIENT_ENV: &[&str] = &["RUST_LOG", "POD_NAMESPACE"];
 const NODE_TOKEN_DIR: &str = "/var/run/secrets/node-mcp-server";
 /// The audience of that token (the node server's TOKEN_AUDIENCE).
 const NODE_TOKEN_AUDIENCE: &str = "node-mcp-server";
+
+#[path = "deploy/components.rs"]
+mod components;
 
 // ---------------------------------------------------------------------------
 // Tools and processes
@@ -331,10 +337,11 @@ fn every_overlay_renders_with_unique_objects_in_one_namespace() {
     }
 }
 
-/// Validates every object of every overlay. The Route is not a Kubernetes
-/// type: it is checked against ROUTE_SCHEMA, written from the route/v1 CRD of
-/// openshift/api (the fields, enums and bounds this project may use; unknown
-/// fields rejected).
+/// Validates every object of every overlay. The Route and the ServiceMonitor are
+/// not Kubernetes types: they are checked against ROUTE_SCHEMA, written from the
+/// route/v1 CRD of openshift/api, and SERVICE_MONITOR_SCHEMA, written from the
+/// prometheus-operator ServiceMonitor CRD (the fields, enums and bounds this
+/// project may use; unknown fields rejected).
 const VALIDATE_PY: &str = r##"
 import json, sys
 import jsonschema
@@ -377,14 +384,45 @@ ROUTE_SCHEMA = {
         "weight": {"type": "integer", "minimum": 0, "maximum": 256}}}},
 }
 
+# Written from the prometheus-operator monitoring.coreos.com/v1 ServiceMonitor CRD:
+# the fields this project uses, with their types and formats; unknown fields rejected.
+DURATION = r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
+SERVICE_MONITOR_SCHEMA = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "ServiceMonitor"},
+        "metadata": ROUTE_SCHEMA["properties"]["metadata"],
+        "spec": {"type": "object", "required": ["selector"], "additionalProperties": False, "properties": {
+            "selector": {"type": "object", "additionalProperties": False, "properties": {
+                "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}},
+                "matchExpressions": {"type": "array"}}},
+            "namespaceSelector": {"type": "object"},
+            "jobLabel": {"type": "string"},
+            "endpoints": {"type": "array", "items": {"type": "object", "additionalProperties": False, "properties": {
+                "port": {"type": "string"},
+                "targetPort": {"anyOf": [{"type": "integer"}, {"type": "string"}]},
+                "path": {"type": "string"},
+                "scheme": {"enum": ["http", "https", "HTTP", "HTTPS"]},
+                "interval": {"type": "string", "pattern": DURATION},
+                "scrapeTimeout": {"type": "string", "pattern": DURATION},
+                "honorLabels": {"type": "boolean"},
+                "bearerTokenFile": {"type": "string"}}}}}},
+        "status": {"type": "object"}},
+}
+SCHEMAS = {"route.openshift.io/v1": ROUTE_SCHEMA, "monitoring.coreos.com/v1": SERVICE_MONITOR_SCHEMA}
+
 rendered = json.load(open(sys.argv[1]))
 versions = sys.argv[2:]
 failures, checked = [], 0
 for overlay, objects in rendered.items():
     for obj in objects:
         what = "%s: %s/%s" % (overlay, obj.get("kind"), obj.get("metadata", {}).get("name"))
-        if obj.get("apiVersion") == "route.openshift.io/v1":
-            errors = sorted(jsonschema.Draft202012Validator(ROUTE_SCHEMA).iter_errors(obj), key=str)
+        if obj.get("apiVersion") in SCHEMAS:
+            schema = SCHEMAS[obj.get("apiVersion")]
+            errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(obj), key=str)
             failures += ["%s: %s at %s" % (what, e.message, "/".join(map(str, e.path))) for e in errors]
             checked += 1
             continue
@@ -402,15 +440,11 @@ if failures:
     sys.exit(1)
 "##;
 
-#[test]
-fn every_rendered_object_validates_against_the_kubernetes_schemas() {
-    let all: serde_json::Map<String, Value> = rendered()
-        .into_iter()
-        .map(|(name, objects)| (name, Value::Array(objects)))
-        .collect();
-    let dir = tempdir("validate");
+/// Validates rendered objects (by overlay name) at every KUBERNETES_VERSIONS.
+fn validate(tag: &str, all: &serde_json::Map<String, Value>) {
+    let dir = tempdir(tag);
     let file = dir.join("rendered.json");
-    std::fs::write(&file, serde_json::to_vec(&all).unwrap()).unwrap();
+    std::fs::write(&file, serde_json::to_vec(all).unwrap()).unwrap();
     let out = run(Command::new(venv_python())
         .arg("-c")
         .arg(VALIDATE_PY)
@@ -418,6 +452,15 @@ fn every_rendered_object_validates_against_the_kubernetes_schemas() {
         .args(KUBERNETES_VERSIONS));
     assert!(out.contains("validated"), "{out}");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn every_rendered_object_validates_against_the_kubernetes_schemas() {
+    let all: serde_json::Map<String, Value> = rendered()
+        .into_iter()
+        .map(|(name, objects)| (name, Value::Array(objects)))
+        .collect();
+    validate("validate", &all);
 }
 
 #[test]
@@ -432,6 +475,10 @@ fn the_validator_rejects_a_broken_object() {
             o["spec"]["tls"]["termination"] = json!("edge-ish");
         }
     }
+    let monitor_yaml = root().join("deploy/components/monitoring/servicemonitor.yaml");
+    let mut monitor = yaml_to_json(&std::fs::read_to_string(monitor_yaml).unwrap()).remove(0);
+    monitor["spec"]["endpoints"][0]["interval"] = json!("every-30s");
+    objects.push(monitor);
     let dir = tempdir("validate-broken");
     let file = dir.join("rendered.json");
     std::fs::write(
@@ -458,6 +505,10 @@ fn the_validator_rejects_a_broken_object() {
     assert!(
         text.contains("edge-ish"),
         "bad Route termination not reported:\n{text}"
+    );
+    assert!(
+        text.contains("every-30s"),
+        "bad ServiceMonitor interval not reported:\n{text}"
     );
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -894,7 +945,11 @@ fn assert_hardened(what: &str, pod: &Value, c: &Value) {
 fn pods_are_hardened_and_the_backend_reaches_every_node() {
     for (name, objects) in rendered() {
         let deploy = find(&objects, "Deployment", GATEWAY_SERVICE);
-        assert_eq!(deploy["spec"]["replicas"], 1, "{name}");
+        // One replica, or two with components/replicas (deploy/replicas.rs).
+        assert!(
+            matches!(deploy["spec"]["replicas"].as_i64(), Some(1 | 2)),
+            "{name}"
+        );
         let pod = &deploy["spec"]["template"]["spec"];
         assert_hardened(
             &format!("{name}: gateway"),
@@ -904,13 +959,18 @@ fn pods_are_hardened_and_the_backend_reaches_every_node() {
         for host in ["hostNetwork", "hostPID", "hostIPC"] {
             assert_ne!(pod[host], true, "{name}: gateway {host}");
         }
-        // The gateway mounts only its node-mcp-server token and the policy ConfigMap.
+        // The gateway mounts only its node-mcp-server token, the policy ConfigMap and
+        // the session-key Secret.
         for v in pod["volumes"].as_array().into_iter().flatten() {
             let token = v["projected"]["sources"]
                 .as_array()
                 .is_some_and(|s| s.iter().all(|s| s["serviceAccountToken"].is_object()));
             let policy = v["configMap"]["name"] == "k8s-aggregator-mcp-policy";
-            assert!(token || policy, "{name}: unexpected gateway volume {v}");
+            let keys = v["secret"]["secretName"] == "k8s-aggregator-mcp-session-keys";
+            assert!(
+                token || policy || keys,
+                "{name}: unexpected gateway volume {v}"
+            );
         }
         for m in container(deploy, GATEWAY_SERVICE)["volumeMounts"]
             .as_array()

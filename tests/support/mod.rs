@@ -5,5 +5,6 @@ pub mod cluster;
 pub mod fake_kube;
 pub mod jwt;
 pub mod mcp;
+pub mod nginx;
 pub mod procs;
 pub mod recorder;

@@ -25,7 +25,7 @@ impl<H: ToolHandler> McpServer<H> {
         match parts.method {
             Method::POST => self.post(parts.headers, parts.extensions, body).await,
             Method::GET => self.get_stream(&parts.headers, &parts.extensions),
-            Method::DELETE => self.delete_session(&parts.headers),
+            Method::DELETE => self.delete_session(&parts.headers, &parts.extensions),
             _ => {
                 let mut r = body::status_response(StatusCode::METHOD_NOT_ALLOWED);
                 r.headers_mut().insert(

@@ -1,6 +1,19 @@
 //! The legacy era (2025-03-26 .. 2025-11-25): initialize, sessions, the version header, batches, GET streams and DELETE.
 
 use super::*;
+use crate::session::{Lookup, SessionStart};
+
+/// The JSON-RPC method a legacy-era answer is for, in the response's extensions, so the
+/// layer in front can label its metrics by method (2026-07-28 requests name theirs in
+/// the `Mcp-Method` header). `(response)` for a client's answers, `(batch)` for a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RpcMethod(pub String);
+
+/// Tags `resp` with the method it answers.
+fn tagged(mut resp: Response<Body>, method: &str) -> Response<Body> {
+    resp.extensions_mut().insert(RpcMethod(method.to_string()));
+    resp
+}
 
 impl<H: ToolHandler> McpServer<H> {
     /// Legacy handshake: negotiate, mint a session.
@@ -28,22 +41,31 @@ impl<H: ToolHandler> McpServer<H> {
         if cfg.sessions.enabled {
             let changes = self.inner.catalog_generation.subscribe();
             let owner = session_owner(extensions);
-            let Some(session) = self.inner.sessions.create(version, changes, &owner) else {
-                return busy(Some(&req.id), "every session is busy; retry later");
-            };
-            session.set_client_capabilities(
+            let bound = extensions.get::<SessionOwner>().is_some();
+            let param = |k: &str| {
                 req.params
                     .as_ref()
-                    .and_then(|p| p.get("capabilities"))
+                    .and_then(|p| p.get(k))
                     .cloned()
-                    .unwrap_or_default(),
-            );
+                    .unwrap_or_default()
+            };
+            let start = SessionStart {
+                version,
+                capabilities: param("capabilities"),
+                client_info: param("clientInfo"),
+            };
+            let Some(session) = self.inner.sessions.create(start, changes, &owner, bound) else {
+                return tagged(
+                    busy(Some(&req.id), "every session is busy; retry later"),
+                    method::INITIALIZE,
+                );
+            };
             if let Ok(v) = HeaderValue::from_str(&session.id) {
                 resp.headers_mut().insert(headers::MCP_SESSION_ID, v);
             }
-            tracing::debug!(session = %session.id, %version, "session started");
+            tracing::debug!(%version, "session started");
         }
-        resp
+        tagged(resp, method::INITIALIZE)
     }
 
     /// Validates the legacy-era headers: version header and session.
@@ -79,9 +101,17 @@ impl<H: ToolHandler> McpServer<H> {
                     ),
                 )));
             };
-            match self.inner.sessions.get(id) {
+            let requester = extensions.get::<SessionOwner>().map(|o| o.0.as_str());
+            let changes = || self.inner.catalog_generation.subscribe();
+            match self.inner.sessions.get(id, requester, changes) {
                 Ok(s) => Some(s),
-                Err(_) => {
+                Err(Lookup::Busy) => {
+                    return Err(Box::new(too_many(
+                        None,
+                        "this client has as many busy sessions on this replica as it may; finish a call or close a stream first",
+                    )));
+                }
+                Err(Lookup::Unknown) => {
                     return Err(Box::new(error_response(
                         StatusCode::NOT_FOUND,
                         None,
@@ -111,6 +141,16 @@ impl<H: ToolHandler> McpServer<H> {
     }
 
     pub(super) async fn legacy(&self, ctx: Ctx, message: Message) -> Response<Body> {
+        let name = match &message {
+            Message::Request(r) => r.method.clone(),
+            Message::Notification(n) => n.method.clone(),
+            Message::Response(_) => "(response)".to_string(),
+        };
+        let resp = self.legacy_message(ctx, message).await;
+        tagged(resp, &name)
+    }
+
+    async fn legacy_message(&self, ctx: Ctx, message: Message) -> Response<Body> {
         match message {
             Message::Notification(n) => {
                 self.legacy_notification(&ctx, &n);
@@ -267,7 +307,7 @@ impl<H: ToolHandler> McpServer<H> {
             out.extend_from_slice(a);
         }
         out.push(b']');
-        body::json_response(StatusCode::OK, out)
+        tagged(body::json_response(StatusCode::OK, out), "(batch)")
     }
 
     /// Legacy GET: a stream of server notifications for the session.
@@ -323,7 +363,13 @@ impl<H: ToolHandler> McpServer<H> {
         body::sse_response(stream::once(async { sse::keep_alive() }).chain(stream))
     }
 
-    pub(super) fn delete_session(&self, headers: &HeaderMap) -> Response<Body> {
+    /// DELETE: ends the session on this replica (see [`crate::session`] for what other
+    /// replicas do with its id).
+    pub(super) fn delete_session(
+        &self,
+        headers: &HeaderMap,
+        extensions: &http::Extensions,
+    ) -> Response<Body> {
         if !self.inner.config.sessions.enabled {
             return body::status_response(StatusCode::METHOD_NOT_ALLOWED);
         }
@@ -337,7 +383,8 @@ impl<H: ToolHandler> McpServer<H> {
                 &ErrorObject::invalid_request("Mcp-Session-Id header is required"),
             );
         };
-        match self.inner.sessions.remove(id) {
+        let requester = extensions.get::<SessionOwner>().map(|o| o.0.as_str());
+        match self.inner.sessions.remove(id, requester) {
             Ok(()) => body::status_response(StatusCode::NO_CONTENT),
             Err(_) => error_response(
                 StatusCode::NOT_FOUND,

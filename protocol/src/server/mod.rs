@@ -33,6 +33,7 @@ mod modern;
 mod outbound;
 mod streams;
 
+pub use legacy::RpcMethod;
 pub use outbound::Outbound;
 
 use streams::{Hold, StreamHold, call_stream, change_stream};

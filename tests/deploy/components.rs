@@ -1,0 +1,305 @@
+//! Deploy checks of the kustomize components an overlay picks from:
+//! - components/replicas: two replicas with a PodDisruptionBudget and topology spread
+//!   in the production overlays, one shared session-key Secret that no overlay renders
+//!   (so it is never committed) and that `just deploy` creates when missing without
+//!   printing it, and a shutdown that cuts no call (preStop pause, drain, grace);
+//! - the README's custom overlay (base + replicas) renders and validates;
+//! - components/monitoring: a ServiceMonitor that selects the gateway's Service and
+//!   port, valid against the ServiceMonitor CRD's schema, composed with every overlay.
+
+use super::*;
+
+/// The overlays that run in production, with two replicas.
+const REPLICATED: &[&str] = &["kubernetes", "openshift", "gateway-only"];
+
+fn session_keys_secret() -> String {
+    run(just().args(["--evaluate", "SESSION_KEYS_SECRET"]))
+        .trim()
+        .to_string()
+}
+
+fn pod_labels(deployment: &Value) -> &serde_json::Map<String, Value> {
+    deployment["spec"]["template"]["metadata"]["labels"]
+        .as_object()
+        .expect("pod labels")
+}
+
+/// Whether `selector.matchLabels` selects pods with `labels`.
+fn selects(selector: &Value, labels: &serde_json::Map<String, Value>) -> bool {
+    selector["matchLabels"]
+        .as_object()
+        .is_some_and(|m| !m.is_empty() && m.iter().all(|(k, v)| labels.get(k) == Some(v)))
+}
+
+#[test]
+fn the_production_overlays_run_two_spread_replicas_that_share_a_session_key() {
+    let secret = session_keys_secret();
+    for name in REPLICATED {
+        let objects = overlay(name);
+        let d = find(&objects, "Deployment", GATEWAY_SERVICE);
+        assert_eq!(d["spec"]["replicas"], 2, "{name}");
+        let labels = pod_labels(d);
+        let pdb = find(&objects, "PodDisruptionBudget", GATEWAY_SERVICE);
+        assert!(selects(&pdb["spec"]["selector"], labels), "{name}: {pdb}");
+        assert_eq!(
+            pdb["spec"]["minAvailable"], 1,
+            "{name}: one replica at a time"
+        );
+        let spread = d["spec"]["template"]["spec"]["topologySpreadConstraints"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: no topology spread"));
+        let keys: BTreeSet<&str> = spread
+            .iter()
+            .inspect(|c| {
+                assert!(selects(&c["labelSelector"], labels), "{name}: {c}");
+                assert_eq!(c["maxSkew"], 1, "{name}");
+            })
+            .map(|c| str_of(&c["topologyKey"]))
+            .collect();
+        assert_eq!(
+            keys,
+            BTreeSet::from(["topology.kubernetes.io/zone", "kubernetes.io/hostname"]),
+            "{name}"
+        );
+        // SESSION_KEYS_FILE is a file of the mounted Secret, mounted as a directory
+        // (no subPath) so a rotation reaches the pod.
+        let c = container(d, GATEWAY_SERVICE);
+        let env = env_map(c);
+        let file = str_of(&env["SESSION_KEYS_FILE"]["value"]);
+        let volumes = d["spec"]["template"]["spec"]["volumes"].as_array().unwrap();
+        let mount = c["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| file.starts_with(&format!("{}/", str_of(&m["mountPath"]))))
+            .unwrap_or_else(|| panic!("{name}: {file} is on no mount"));
+        assert!(mount.get("subPath").is_none(), "{name}: {mount}");
+        assert_eq!(mount["readOnly"], true, "{name}");
+        let volume = volumes
+            .iter()
+            .find(|v| v["name"] == mount["name"])
+            .expect("the mounted volume");
+        assert_eq!(volume["secret"]["secretName"], secret, "{name}");
+        let key = Path::new(file).file_name().unwrap().to_str().unwrap();
+        let items = volume["secret"]["items"].as_array();
+        assert!(
+            items.is_none_or(|i| i.iter().any(|i| i["path"] == key)),
+            "{name}: {volume}"
+        );
+    }
+    // The dev overlay stays one replica with a random key: nothing to share.
+    let dev = overlay("dev");
+    let d = find(&dev, "Deployment", GATEWAY_SERVICE);
+    assert_eq!(d["spec"]["replicas"], 1);
+    assert!(!env_map(container(d, GATEWAY_SERVICE)).contains_key("SESSION_KEYS_FILE"));
+    assert!(of_kind(&dev, "PodDisruptionBudget").is_empty());
+    // No overlay renders the key Secret (or any Secret): keys are never committed.
+    for (name, objects) in rendered() {
+        assert!(
+            of_kind(&objects, "Secret").is_empty(),
+            "{name} renders a Secret"
+        );
+    }
+}
+
+#[test]
+fn a_rollout_cuts_no_call_in_flight() {
+    for (name, objects) in rendered() {
+        let d = find(&objects, "Deployment", GATEWAY_SERVICE);
+        let c = container(d, GATEWAY_SERVICE);
+        let env = env_map(c);
+        let seconds = |k: &str| -> u64 {
+            str_of(&env[k]["value"])
+                .parse()
+                .unwrap_or_else(|_| panic!("{name}: {k}"))
+        };
+        let pause = c["lifecycle"]["preStop"]["sleep"]["seconds"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{name}: no preStop sleep"));
+        assert!(pause >= 1, "{name}");
+        let drain = seconds("SHUTDOWN_DRAIN_SECONDS");
+        assert!(
+            drain >= seconds("CALL_TIMEOUT_SECONDS"),
+            "{name}: the drain must outlast the longest call"
+        );
+        let grace = d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+            .as_u64()
+            .unwrap_or(30);
+        assert!(
+            grace > pause + drain,
+            "{name}: grace {grace} <= {pause} + {drain}"
+        );
+        let strategy = &d["spec"]["strategy"];
+        assert_eq!(strategy["type"], "RollingUpdate", "{name}");
+        assert_eq!(strategy["rollingUpdate"]["maxUnavailable"], 0, "{name}");
+    }
+}
+
+/// A stand-in kubectl that logs every call (arguments, and stdin of `create
+/// secret`), knows no namespace and no Secret, and succeeds at everything else.
+const FAKE_KUBECTL: &str = r#"#!/usr/bin/env bash
+log="$(dirname "$0")/calls.log"
+echo "ARGS $*" >> "$log"
+case "$*" in
+  *"get namespace"*|*"get secret"*) exit 1 ;;
+  *"create secret"*) echo "STDIN $(cat)" >> "$log" ;;
+esac
+exit 0
+"#;
+
+#[test]
+fn just_deploy_creates_the_missing_key_secret_without_printing_the_key() {
+    let dir = tempdir("fake-kubectl");
+    let kubectl = dir.join("kubectl");
+    std::fs::write(&kubectl, FAKE_KUBECTL).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&kubectl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // In a copy of the justfile, so the kustomization it writes under .interop/render/
+    // does not race the tests that render the repository's own.
+    let work = dir.join("repo");
+    std::fs::create_dir_all(&work).unwrap();
+    for f in ["justfile", "Cargo.toml"] {
+        std::fs::copy(root().join(f), work.join(f)).unwrap();
+    }
+    let mut cmd = Command::new(tool("just"));
+    for var in ["NAMESPACE", "OVERLAY", "KUBECTL", "IMAGE_REPO", "TAG"] {
+        cmd.env_remove(var);
+    }
+    let out = run_all_output(
+        cmd.current_dir(&work)
+            .arg("--justfile")
+            .arg(work.join("justfile"))
+            .arg("--working-directory")
+            .arg(&work)
+            .arg(format!("KUBECTL={}", kubectl.display()))
+            .args(["NAMESPACE=team-b", "deploy"]),
+    );
+    let log = std::fs::read_to_string(dir.join("calls.log")).unwrap();
+    let calls: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("ARGS "))
+        .collect();
+    let at = |want: &str| {
+        calls
+            .iter()
+            .position(|c| c.contains(want))
+            .unwrap_or_else(|| panic!("no `{want}` in {calls:?}"))
+    };
+    let secret = session_keys_secret();
+    let create = at(&format!(
+        "-n team-b create secret generic {secret} --from-file=keys=/dev/stdin"
+    ));
+    assert!(at("create namespace team-b") < create);
+    assert!(create < at("apply -k"), "the Secret exists before the pods");
+    let key = log
+        .lines()
+        .find_map(|l| l.strip_prefix("STDIN "))
+        .expect("the key went to kubectl on stdin");
+    let bytes = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, key.trim())
+        .expect("a base64 key");
+    assert_eq!(bytes.len(), 32, "a 32-byte key");
+    mcp_protocol::seal::Sealer::from_text(key).expect("a key the gateway reads");
+    assert!(!out.contains(key.trim()), "the key is never printed");
+    assert!(
+        calls.iter().all(|c| !c.contains(key.trim())),
+        "the key is never an argument"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_readme_custom_overlay_renders_and_validates() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let after = readme
+        .split_once("A custom overlay that picks")
+        .expect("the README's custom overlay")
+        .1;
+    let block = after
+        .split_once("```yaml\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .expect("a yaml block")
+        .0;
+    assert!(block.lines().count() <= 10, "ten lines at most:\n{block}");
+    // Beside a copy of deploy/, as the README places it beside the repository's.
+    let objects = render_beside_deploy("readme-overlay", block);
+    let d = find(&objects, "Deployment", GATEWAY_SERVICE);
+    assert_eq!(d["metadata"]["namespace"], "my-ns");
+    assert_eq!(d["spec"]["replicas"], 2);
+    find(&objects, "PodDisruptionBudget", GATEWAY_SERVICE);
+    let mut all = serde_json::Map::new();
+    all.insert("readme".into(), Value::Array(objects));
+    validate("readme-validate", &all);
+}
+
+/// A kustomization beside a copy of deploy/ (paths are relative, as in a user's
+/// repository), rendered.
+fn render_beside_deploy(tag: &str, kustomization: &str) -> Vec<Value> {
+    let dir = tempdir(tag);
+    copy_tree(&root().join("deploy"), &dir.join("deploy"));
+    std::fs::create_dir_all(dir.join("my-overlay")).unwrap();
+    std::fs::write(dir.join("my-overlay/kustomization.yaml"), kustomization).unwrap();
+    let objects = kustomize(&dir.join("my-overlay"));
+    let _ = std::fs::remove_dir_all(dir);
+    objects
+}
+
+#[test]
+fn the_monitoring_component_scrapes_the_gateway_with_every_overlay() {
+    let mut all = serde_json::Map::new();
+    for overlay_name in ["kubernetes", "openshift", "gateway-only", "dev"] {
+        let objects = render_beside_deploy(
+            &format!("monitoring-{overlay_name}"),
+            &format!(
+                "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
+                 namespace: {NAMESPACE}\n\
+                 resources: [../deploy/overlays/{overlay_name}]\n\
+                 components: [../deploy/components/monitoring]\n"
+            ),
+        );
+        let monitor = find(&objects, "ServiceMonitor", GATEWAY_SERVICE);
+        assert_eq!(
+            monitor["metadata"]["namespace"], NAMESPACE,
+            "{overlay_name}"
+        );
+        let service = find(&objects, "Service", GATEWAY_SERVICE);
+        let labels = service["metadata"]["labels"].as_object().unwrap();
+        assert!(
+            selects(&monitor["spec"]["selector"], labels),
+            "{overlay_name}"
+        );
+        let ports: Vec<&Value> = service["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .collect();
+        for e in monitor["spec"]["endpoints"].as_array().unwrap() {
+            assert!(
+                ports.iter().any(|p| p["name"] == e["port"]),
+                "{overlay_name}: {e}"
+            );
+            assert_eq!(e["path"], "/metrics");
+        }
+        // Prometheus reads /metrics without a token: the overlay must not require one.
+        let d = find(&objects, "Deployment", GATEWAY_SERVICE);
+        let env = env_map(container(d, GATEWAY_SERVICE));
+        assert!(
+            env.get("METRICS_AUTH").is_none_or(|v| v["value"] == "none"),
+            "{overlay_name}"
+        );
+        all.insert(format!("monitoring+{overlay_name}"), Value::Array(objects));
+    }
+    validate("monitoring-validate", &all);
+}
