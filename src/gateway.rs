@@ -23,6 +23,7 @@ use crate::catalog::{Catalog, NODE_PARAM};
 use crate::cluster::{Discovery, NodeMap};
 use crate::config::FanoutConfig;
 use crate::metrics::{CallOutcome, Metrics};
+use crate::parked::{Owner, ParkedCalls};
 use crate::policy::{PolicyStore, ToolFacts};
 use crate::upstream::{ForwardError, Upstreams};
 
@@ -41,6 +42,9 @@ pub struct Gateway {
     fanout: Option<Arc<FanoutConfig>>,
     /// The node-map tool's name, when it is on (see [`crate::nodemap`]).
     nodes_tool: Option<Arc<str>>,
+    /// Backend calls waiting for 2026-07-28 clients' answers (without it, a legacy
+    /// backend's questions to such a client are refused at once).
+    parked: Option<Arc<ParkedCalls>>,
 }
 
 impl Gateway {
@@ -62,6 +66,7 @@ impl Gateway {
             audit_arguments: false,
             fanout: None,
             nodes_tool: None,
+            parked: None,
         }
     }
 
@@ -76,6 +81,18 @@ impl Gateway {
     pub fn with_fanout(mut self, config: Option<FanoutConfig>) -> Self {
         self.fanout = config.map(Arc::new);
         self
+    }
+
+    /// The same gateway keeping a legacy backend's calls open in `parked` while a
+    /// 2026-07-28 client answers their questions.
+    pub fn with_parked(mut self, parked: Arc<ParkedCalls>) -> Self {
+        self.parked = Some(parked);
+        self
+    }
+
+    /// The calls waiting for clients' answers, when the gateway parks them.
+    pub fn parked(&self) -> Option<&Arc<ParkedCalls>> {
+        self.parked.as_ref()
     }
 
     /// The same gateway enforcing `policy`, with argument values in audit lines when
@@ -345,6 +362,11 @@ impl Gateway {
         if let Err(denial) = grants.check(&caller.subject, facts, &node) {
             return tool_error(CallOutcome::Denied, denial.0);
         }
+        let owner = Owner {
+            node: node.clone(),
+            tool: call.name.clone(),
+            caller: format!("{:?}:{}", caller.source, caller.subject),
+        };
         drop(grants);
         drop(policy);
         let nodes = self.discovery.nodes();
@@ -391,15 +413,14 @@ impl Gateway {
             args.shift_remove(NODE_PARAM);
         }
         let client = self.upstreams.client(ip);
-        let forwarded = crate::relay::forward_call(
-            client,
-            params,
-            progress.as_ref(),
-            &outbound,
-            &cancel,
-            self.call_timeout,
-        )
-        .await;
+        let leg = crate::upstream::Leg {
+            progress: progress.as_ref(),
+            outbound: &outbound,
+            cancel: &cancel,
+            timeout: self.call_timeout,
+        };
+        let parked = self.parked.as_deref().map(|p| (p, owner));
+        let forwarded = crate::relay::forward_call(client, params, &leg, parked).await;
         match forwarded {
             Ok((Ok(raw), upstream_version)) => {
                 let bytes = if upstream_version.era() == era {

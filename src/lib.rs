@@ -8,9 +8,12 @@
 //! - [`config`]: every setting, its env var, default and validation.
 //! - [`cluster`]: EndpointSlice watch -> live map node name -> pod IP.
 //! - [`builds`]: every pod's tools, grouped by build; the served union and who serves what.
+//! - [`capabilities`]: what the gateway announces: the union of its backends' capabilities.
 //! - [`catalog`]: the backend tools with `node` prepended; cached tools/list answers.
 //! - [`fanout`]: the fan-out tool: one backend tool on many nodes, per-node results.
 //! - [`nodemap`]: the node-map tool: nodes, their state, zone, pod and build.
+//! - [`parked`]: backend calls kept open while a 2026-07-28 client answers their questions.
+//! - [`relay`]: what happens during a call, relayed across eras (logs, questions).
 //! - [`upstream`]: pooled MCP clients per pod; forwarding with progress and cancellation.
 //! - [`gateway`]: the tool handler: route a call, turn failures into tool errors;
 //!   policy checks and the audit line.
@@ -23,6 +26,7 @@
 
 pub mod auth;
 pub mod builds;
+pub mod capabilities;
 pub mod catalog;
 pub mod cluster;
 pub mod config;
@@ -31,6 +35,7 @@ pub mod fanout;
 pub mod gateway;
 pub mod metrics;
 pub mod nodemap;
+pub mod parked;
 pub mod policy;
 pub mod relay;
 pub mod server;

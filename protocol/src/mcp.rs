@@ -127,6 +127,8 @@ pub mod method {
     pub const SAMPLING: &str = "sampling/createMessage";
     /// Server-to-client: ask the client for its roots.
     pub const ROOTS_LIST: &str = "roots/list";
+    /// Legacy URL-mode elicitation finished out of band (2025-11-25).
+    pub const ELICITATION_COMPLETE: &str = "notifications/elicitation/complete";
 }
 
 /// `_meta` keys defined by the 2026-07-28 revision.

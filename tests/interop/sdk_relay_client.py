@@ -7,12 +7,13 @@ Usage:
       --tool NAME [--args JSON] [--log-level LEVEL] [--no-elicitation] [--answer TEXT]
 
 The client declares elicitation (unless --no-elicitation), sampling and roots, and
-answers: elicitation -> accept {"proceed": true, "note": ANSWER}; sampling -> text
+answers: elicitation -> accept {"proceed": true, "note": ANSWER} (URL mode: accept,
+the URL recorded); sampling -> text
 "sampled ANSWER"; roots -> file:///ANSWER. Log messages are collected.
 
 Output: {"ok", "protocol_version", "result": CallToolResult (by alias) | null,
          "text": first text content, "logs": [{"level","data"}], "asked": [methods],
-         "error"}
+         "urls": [URL-mode elicitation URLs], "capabilities": the server's, "error"}
 """
 
 from __future__ import annotations
@@ -29,13 +30,16 @@ from mcp.client.streamable_http import streamable_http_client
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {"ok": False, "logs": [], "asked": [], "error": None}
+    out: dict[str, Any] = {"ok": False, "logs": [], "asked": [], "urls": [], "error": None}
 
     async def on_log(params: types.LoggingMessageNotificationParams) -> None:
         out["logs"].append({"level": params.level, "data": params.data})
 
     async def on_elicit(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
         out["asked"].append("elicitation/create")
+        if getattr(params, "mode", None) == "url":
+            out["urls"].append(params.url)
+            return types.ElicitResult(action="accept")
         return types.ElicitResult(action="accept", content={"proceed": True, "note": args.answer})
 
     async def on_sample(context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
@@ -63,6 +67,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         kwargs["log_level"] = args.log_level
     async with Client(streamable_http_client(args.url), **kwargs) as client:
         out["protocol_version"] = client.protocol_version
+        out["capabilities"] = client.server_capabilities.model_dump(by_alias=True, mode="json", exclude_none=True)
+        if args.capabilities_only:
+            out["ok"] = True
+            return out
         if args.log_level and client.session.initialize_result is not None:
             await client.set_logging_level(args.log_level)
         res = await client.call_tool(args.tool, json.loads(args.args))
@@ -83,6 +91,7 @@ def main() -> int:
     ap.add_argument("--no-elicitation", action="store_true")
     ap.add_argument("--answer", default="from-client")
     ap.add_argument("--timeout", type=float, default=30)
+    ap.add_argument("--capabilities-only", action="store_true", help="connect, report the server's capabilities, call nothing")
     args = ap.parse_args()
     try:
         out = asyncio.run(run(args))
