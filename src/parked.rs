@@ -365,3 +365,112 @@ impl ParkedCalls {
         Ok((call, questions))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A backend call that never reports anything.
+    fn idle(timeout: Duration) -> BackendCall {
+        let (tx, events) = mpsc::channel(1);
+        BackendCall {
+            events,
+            task: tokio::spawn(async move {
+                let _keep = tx;
+                std::future::pending::<()>().await
+            }),
+            deadline: Instant::now() + timeout,
+        }
+    }
+
+    fn owner(tool: &str) -> Owner {
+        Owner {
+            node: "n1".into(),
+            tool: tool.into(),
+            caller: "Anonymous:".into(),
+        }
+    }
+
+    fn question() -> (Question, oneshot::Receiver<Result<Value, ErrorObject>>) {
+        let (answer, rx) = oneshot::channel();
+        let q = Question {
+            key: "gw-1".into(),
+            request: json!({"method": "roots/list"}),
+            answer,
+        };
+        (q, rx)
+    }
+
+    fn reason(e: ErrorObject) -> String {
+        assert_eq!(e.code, jsonrpc::INVALID_PARAMS);
+        e.data.unwrap()["reason"].as_str().unwrap().to_string()
+    }
+
+    #[tokio::test]
+    async fn a_parked_call_is_taken_back_once_by_its_own_retry() {
+        let sealer = Sealer::random();
+        let parked = ParkedCalls::new(sealer.clone(), 1);
+        let (q, _rx) = question();
+        let result = parked
+            .park(idle(Duration::from_secs(60)), vec![q], owner("t"))
+            .ok()
+            .unwrap();
+        assert_eq!(result["resultType"], "input_required");
+        assert_eq!(result["inputRequests"]["gw-1"]["method"], "roots/list");
+        let state = result["requestState"].as_str().unwrap().to_string();
+        assert!(ParkedCalls::is_ours(&state));
+        // The cap: one parked call at most.
+        let (q2, _rx2) = question();
+        assert!(
+            parked
+                .park(idle(Duration::from_secs(60)), vec![q2], owner("t"))
+                .is_err()
+        );
+        // Another tool, an altered token, another replica: refused, the call stays.
+        assert_eq!(
+            reason(parked.resume(&state, &owner("other")).err().unwrap()),
+            "mismatch"
+        );
+        let mut altered = state.clone();
+        altered.insert(STATE_PREFIX.len() + 3, 'x');
+        assert_eq!(
+            reason(parked.resume(&altered, &owner("t")).err().unwrap()),
+            "invalid"
+        );
+        let replica = ParkedCalls::new(sealer, 1);
+        assert_eq!(
+            reason(replica.resume(&state, &owner("t")).err().unwrap()),
+            "otherReplica"
+        );
+        let stranger = ParkedCalls::new(Sealer::random(), 1);
+        assert_eq!(
+            reason(stranger.resume(&state, &owner("t")).err().unwrap()),
+            "invalid"
+        );
+        assert_eq!(parked.len(), 1);
+        let (_call, questions) = parked.resume(&state, &owner("t")).ok().unwrap();
+        assert_eq!(questions.len(), 1);
+        assert!(parked.is_empty());
+        assert_eq!(
+            reason(parked.resume(&state, &owner("t")).err().unwrap()),
+            "unknown"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_parked_call_expires_at_its_deadline_and_is_cancelled() {
+        let parked = ParkedCalls::new(Sealer::random(), 4);
+        let (q, rx) = question();
+        let call = idle(Duration::from_millis(50));
+        parked.park(call, vec![q], owner("t")).ok().unwrap();
+        // The question's sender is dropped with the expired entry: the backend side
+        // sees the call given up.
+        assert!(
+            tokio::time::timeout(Duration::from_secs(10), rx)
+                .await
+                .expect("expired within its deadline")
+                .is_err()
+        );
+        assert!(parked.is_empty());
+    }
+}

@@ -47,14 +47,7 @@ async fn setup(net: u8) -> Setup {
 async fn setup_at(gateway: IpAddr, addr: IpAddr, extra: &[(&str, String)]) -> Setup {
     let kube = FakeKube::start().await;
     let port = procs::common_free_port(&[addr]);
-    let opts = interop::FastMcpOptions {
-        node_name: Some("fast-1".into()),
-        stateful: true,
-        script: Some("fastmcp_relay_backend.py"),
-        ..Default::default()
-    };
-    let host = addr.to_string();
-    let backend = blocking(move || interop::spawn_fastmcp_backend_with(&host, port, opts)).await;
+    let backend = relay_backend(addr, port).await;
     kube.set_node("fast-1", addr, true);
     let mut env = vec![
         ("KUBECONFIG", kube.kubeconfig_path().display().to_string()),
@@ -68,6 +61,18 @@ async fn setup_at(gateway: IpAddr, addr: IpAddr, extra: &[(&str, String)]) -> Se
         _backend: backend,
         gateway,
     }
+}
+
+/// The stateful FastMCP relay backend as node `fast-1` on `addr:port`.
+async fn relay_backend(addr: IpAddr, port: u16) -> interop::FastMcpBackend {
+    let opts = interop::FastMcpOptions {
+        node_name: Some("fast-1".into()),
+        stateful: true,
+        script: Some("fastmcp_relay_backend.py"),
+        ..Default::default()
+    };
+    let host = addr.to_string();
+    blocking(move || interop::spawn_fastmcp_backend_with(&host, port, opts)).await
 }
 
 async fn call(
@@ -187,45 +192,36 @@ async fn a_client_that_cannot_answer_gets_the_backends_own_refusal_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_clients_eliciting_at_once_on_one_node_get_their_own_answers() {
     let s = setup(4).await;
-    let url = s.gateway.url();
-    let one = {
-        let url = url.clone();
-        tokio::spawn(async move {
-            blocking(move || {
-                interop::sdk_relay_client(
-                    &url,
-                    "legacy",
-                    "confirm",
-                    &json!({"node": "fast-1"}),
-                    &["--answer", "alpha"],
-                )
+    // Legacy clients: requests on each client's own stream; 2026-07-28 clients: each
+    // its own input_required and parked backend call.
+    for mode in ["legacy", "auto"] {
+        let calls: Vec<_> = ["alpha", "beta"]
+            .into_iter()
+            .map(|answer| {
+                let url = s.gateway.url();
+                tokio::spawn(async move {
+                    blocking(move || {
+                        interop::sdk_relay_client(
+                            &url,
+                            mode,
+                            "confirm",
+                            &json!({"node": "fast-1"}),
+                            &["--answer", answer],
+                        )
+                    })
+                    .await
+                })
             })
-            .await
-        })
-    };
-    let two = tokio::spawn(async move {
-        blocking(move || {
-            interop::sdk_relay_client(
-                &url,
-                "legacy",
-                "confirm",
-                &json!({"node": "fast-1"}),
-                &["--answer", "beta"],
-            )
-        })
-        .await
-    });
-    let (one, two) = (one.await.unwrap(), two.await.unwrap());
-    assert_eq!(
-        text(&one),
-        "fast-1: accepted proceed=True note=alpha",
-        "{one}"
-    );
-    assert_eq!(
-        text(&two),
-        "fast-1: accepted proceed=True note=beta",
-        "{two}"
-    );
+            .collect();
+        for (call, answer) in calls.into_iter().zip(["alpha", "beta"]) {
+            let doc = call.await.unwrap();
+            assert_eq!(
+                text(&doc),
+                format!("fast-1: accepted proceed=True note={answer}"),
+                "{mode}: {doc}"
+            );
+        }
+    }
 }
 
 /// A gateway (speaking 2026-07-28 to its backends, the default `auto`) over our own
@@ -544,4 +540,64 @@ async fn waiting_calls_are_capped_and_expire_cancelling_the_backend_call() {
         ["expired", "unknown"].contains(&r["data"]["reason"].as_str().unwrap_or("")),
         "{r}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_announces_the_union_of_its_backends_capabilities() {
+    let kube = FakeKube::start().await;
+    let (fast, node) = (ip90(5, 2), ip90(5, 3));
+    let port = procs::common_free_port(&[fast, node]);
+    let _fastmcp = relay_backend(fast, port).await;
+    let ours = procs::spawn_backend("n1", node, port).await;
+    kube.set_node("fast-1", fast, true);
+    kube.set_node("n1", node, true);
+    let env = [
+        ("KUBECONFIG", kube.kubeconfig_path().display().to_string()),
+        ("BACKEND_PORT", port.to_string()),
+        ("BACKEND_PROTOCOL", "legacy".to_string()),
+    ];
+    let gateway = procs::spawn_gateway(ip90(5, 1), &env).await;
+    let capabilities = |url: String, mode: &'static str| {
+        blocking(move || {
+            let doc =
+                interop::sdk_relay_client(&url, mode, "-", &json!({}), &["--capabilities-only"]);
+            assert_eq!(doc["ok"], true, "{doc}");
+            doc["capabilities"].clone()
+        })
+    };
+    let fast_url = format!("http://{fast}:{port}/mcp");
+    let mut offered = std::collections::BTreeSet::new();
+    for direct in [
+        capabilities(fast_url, "legacy").await,
+        capabilities(ours.url(), "legacy").await,
+    ] {
+        offered.extend(direct.as_object().unwrap().keys().cloned());
+    }
+    // What the gateway relays of what some backend offers, and its own tools.
+    let relayed = ["logging"];
+    let mut want: std::collections::BTreeSet<String> = offered
+        .iter()
+        .filter(|k| relayed.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    want.insert("tools".into());
+    assert!(want.contains("logging"), "both backends log: {offered:?}");
+    // Both backends have the node server's catalog learned once the gateway is ready;
+    // wait until it has connected to both (its capabilities follow the catalog).
+    procs::eventually(
+        "both backends learned",
+        std::time::Duration::from_secs(30),
+        || {
+            let log = gateway.log_text();
+            async move { log.matches("learned the pod's build").count() >= 2 }
+        },
+    )
+    .await;
+    for mode in ["legacy", "auto"] {
+        let got = capabilities(gateway.url(), mode).await;
+        let keys: std::collections::BTreeSet<String> =
+            got.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys, want, "{mode}: {got} (backends offer {offered:?})");
+        assert_eq!(got["tools"]["listChanged"], true, "{mode}: {got}");
+    }
 }
