@@ -601,3 +601,59 @@ async fn the_gateway_announces_the_union_of_its_backends_capabilities() {
         assert_eq!(got["tools"]["listChanged"], true, "{mode}: {got}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2026_backends_url_sampling_and_roots_questions_reach_clients_of_both_eras() {
+    let (_kube, backend, gateway) = node_server_setup(6).await;
+    let cases = [
+        ("url", "n1: url accept", "elicitation/create"),
+        (
+            "sampling",
+            "n1: model said sampled from-client",
+            "sampling/createMessage",
+        ),
+        ("roots", "n1: roots file:///from-client", "roots/list"),
+    ];
+    for mode in ["legacy", "auto"] {
+        for (kind, want, method) in cases {
+            for (url, args) in [
+                (backend.url(), json!({"kind": kind})),
+                (gateway.url(), json!({"node": "n1", "kind": kind})),
+            ] {
+                let doc = blocking(move || {
+                    interop::sdk_relay_client(&url, mode, "ask_client", &args, &[])
+                })
+                .await;
+                assert_eq!(doc["ok"], true, "{mode} {kind}: {doc}");
+                assert_eq!(text(&doc), want, "{mode} {kind}: {doc}");
+                assert_eq!(doc["asked"], json!([method]), "{mode} {kind}: {doc}");
+            }
+        }
+    }
+    // Two clients at once through the gateway: each gets its own model's answer.
+    for mode in ["legacy", "auto"] {
+        let calls: Vec<_> = ["alpha", "beta"]
+            .into_iter()
+            .map(|answer| {
+                let url = gateway.url();
+                tokio::spawn(blocking(move || {
+                    interop::sdk_relay_client(
+                        &url,
+                        mode,
+                        "ask_client",
+                        &json!({"node": "n1", "kind": "sampling"}),
+                        &["--answer", answer],
+                    )
+                }))
+            })
+            .collect();
+        for (call, answer) in calls.into_iter().zip(["alpha", "beta"]) {
+            let doc = call.await.unwrap();
+            assert_eq!(
+                text(&doc),
+                format!("n1: model said sampled {answer}"),
+                "{mode}: {doc}"
+            );
+        }
+    }
+}

@@ -24,7 +24,7 @@ pub struct NodeTools {
     list_modern: Bytes,
     /// Known tool names (none declares `x-mcp-header`).
     names: HashMap<String, Arc<[ParamHeader]>>,
-    /// Whether `confirm_cpu_usage` is served (`INTERACTIVE_TOOLS`).
+    /// Whether `confirm_cpu_usage` and `ask_client` are served (`INTERACTIVE_TOOLS`).
     interactive: bool,
 }
 
@@ -40,6 +40,7 @@ impl NodeTools {
         let mut defs = ctx.definitions();
         if interactive {
             defs.push(crate::interactive::definition());
+            defs.push(crate::interactive::ask_definition());
         }
         let list = |era| {
             Bytes::from(
@@ -83,6 +84,14 @@ impl ToolHandler for NodeTools {
         let ctx = self.ctx.clone();
         if self.interactive && call.name == crate::interactive::NAME {
             return Box::pin(confirm_cpu_usage(ctx, call));
+        }
+        if self.interactive && call.name == crate::interactive::ASK {
+            return Box::pin(async move {
+                let result = crate::interactive::ask_client(&call, &ctx.node_name).await;
+                serde_json::to_vec(&result)
+                    .map(Bytes::from)
+                    .map_err(ErrorObject::internal)
+            });
         }
         Box::pin(async move {
             tracing::debug!(tool = %call.name, "tool call started");
