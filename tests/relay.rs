@@ -657,3 +657,14 @@ async fn a_2026_backends_url_sampling_and_roots_questions_reach_clients_of_both_
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legacy_backends_progress_reaches_clients_of_both_eras() {
+    let s = setup_at(ip90(7, 1), ip90(7, 2), &[]).await;
+    for mode in ["legacy", "auto"] {
+        let doc = call(s.gateway.url(), mode, "count_steps", vec!["--progress"]).await;
+        assert_eq!(doc["ok"], true, "{mode}: {doc}");
+        assert_eq!(text(&doc), "fast-1: counted 3", "{mode}: {doc}");
+        assert_eq!(doc["progress"], json!([1.0, 2.0, 3.0]), "{mode}: {doc}");
+    }
+}

@@ -11,6 +11,7 @@ Tools (each names the node this server stands for in its answer):
   * ``connect_account`` -> URL-mode elicitation (the user opens a link); returns the
     client's action.
   * ``confirm_then_sample`` -> two questions in turn (elicitation, then sampling).
+  * ``count_steps`` -> reports progress for each of ``steps`` steps.
 
 Run:
   .interop/venv/bin/python tests/interop/fastmcp_relay_backend.py --host 127.0.0.1 --port 9100 \
@@ -127,6 +128,17 @@ async def confirm_then_sample(ctx: Context) -> str:
     except Exception as e:
         return f"{NODE_NAME}: questions failed: {e}"
     return f"{NODE_NAME}: note={got.data.note} model said {said}"
+
+
+@mcp.tool
+async def count_steps(ctx: Context, steps: int = 3) -> str:
+    """Report progress for each step."""
+    import anyio
+
+    for i in range(1, steps + 1):
+        await ctx.report_progress(i, steps, f"step {i}")
+        await anyio.sleep(0.05)
+    return f"{NODE_NAME}: counted {steps}"
 
 
 def main() -> None:

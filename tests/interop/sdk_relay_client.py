@@ -13,7 +13,8 @@ the URL recorded); sampling -> text
 
 Output: {"ok", "protocol_version", "result": CallToolResult (by alias) | null,
          "text": first text content, "logs": [{"level","data"}], "asked": [methods],
-         "urls": [URL-mode elicitation URLs], "capabilities": the server's, "error"}
+         "urls": [URL-mode elicitation URLs], "progress": [values, with --progress],
+         "capabilities": the server's, "error"}
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {"ok": False, "logs": [], "asked": [], "urls": [], "error": None}
+    out: dict[str, Any] = {"ok": False, "logs": [], "asked": [], "urls": [], "progress": [], "error": None}
 
     async def on_log(params: types.LoggingMessageNotificationParams) -> None:
         out["logs"].append({"level": params.level, "data": params.data})
@@ -73,7 +74,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             return out
         if args.log_level and client.session.initialize_result is not None:
             await client.set_logging_level(args.log_level)
-        res = await client.call_tool(args.tool, json.loads(args.args))
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            out["progress"].append(progress)
+
+        res = await client.call_tool(
+            args.tool, json.loads(args.args), progress_callback=on_progress if args.progress else None
+        )
         out["result"] = res.model_dump(by_alias=True, mode="json", exclude_unset=True)
         texts = [c.text for c in res.content if getattr(c, "type", "") == "text"]
         out["text"] = texts[0] if texts else None
@@ -91,6 +97,7 @@ def main() -> int:
     ap.add_argument("--no-elicitation", action="store_true")
     ap.add_argument("--answer", default="from-client")
     ap.add_argument("--timeout", type=float, default=30)
+    ap.add_argument("--progress", action="store_true", help="ask for progress; values in \"progress\"")
     ap.add_argument("--capabilities-only", action="store_true", help="connect, report the server's capabilities, call nothing")
     args = ap.parse_args()
     try:
