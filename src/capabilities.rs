@@ -10,7 +10,7 @@
 use serde_json::{Map, Value, json};
 
 /// The backend capabilities the gateway relays, with what it announces for each.
-pub const RELAYED: &[&str] = &["logging"];
+pub const RELAYED: &[&str] = &["logging", "prompts", "completions"];
 
 /// The capabilities to announce over backends announcing `backends`.
 pub fn union<'a>(backends: impl IntoIterator<Item = &'a Value>) -> Value {

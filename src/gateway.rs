@@ -12,7 +12,7 @@ use bytes::Bytes;
 use mcp_protocol::headers::ParamHeader;
 use mcp_protocol::jsonrpc::{self, ErrorObject};
 use mcp_protocol::mcp::{self, Era};
-use mcp_protocol::server::{BoxFuture, ToolCall, ToolHandler};
+use mcp_protocol::server::{BoxFuture, ClientRequest, ToolCall, ToolHandler};
 use serde_json::Value;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -45,6 +45,8 @@ pub struct Gateway {
     /// Backend calls waiting for 2026-07-28 clients' answers (without it, a legacy
     /// backend's questions to such a client are refused at once).
     parked: Option<Arc<ParkedCalls>>,
+    /// The backends' prompt lists (see [`crate::prompts`]).
+    prompts: crate::prompts::Prompts,
 }
 
 impl Gateway {
@@ -67,6 +69,7 @@ impl Gateway {
             fanout: None,
             nodes_tool: None,
             parked: None,
+            prompts: Default::default(),
         }
     }
 
@@ -121,6 +124,16 @@ impl Gateway {
         if let Ok(mut c) = self.catalog.write() {
             *c = Arc::new(catalog);
         }
+    }
+
+    /// The backend clients.
+    pub fn upstreams(&self) -> &Arc<Upstreams> {
+        &self.upstreams
+    }
+
+    /// The deadline of one forwarded request.
+    pub fn call_timeout(&self) -> Duration {
+        self.call_timeout
     }
 
     /// The discovery the gateway routes with.
@@ -207,6 +220,29 @@ impl ToolHandler for Handler {
 
     fn call_tool(&self, call: ToolCall) -> BoxFuture<Result<Bytes, ErrorObject>> {
         self.0.call(call)
+    }
+
+    fn handles(&self, method_name: &str) -> bool {
+        matches!(
+            method_name,
+            mcp::method::PROMPTS_LIST | mcp::method::PROMPTS_GET | mcp::method::COMPLETE
+        )
+    }
+
+    fn handle_request(&self, request: ClientRequest) -> BoxFuture<Result<Bytes, ErrorObject>> {
+        let gw = self.0.clone();
+        Box::pin(async move {
+            match request.method.as_str() {
+                mcp::method::PROMPTS_LIST => {
+                    let era = request.outbound.version().era();
+                    let cursor = request.params.get("cursor").and_then(Value::as_str);
+                    gw.prompts.list(&gw, era, cursor).await
+                }
+                mcp::method::PROMPTS_GET => crate::prompts::get(&gw, request).await,
+                mcp::method::COMPLETE => crate::completion::complete(&gw, request).await,
+                other => Err(ErrorObject::method_not_found(other)),
+            }
+        })
     }
 }
 
@@ -492,7 +528,7 @@ fn tool_error(era: Era, text: &str) -> Bytes {
 }
 
 /// Re-shapes a backend result for a client of the other era (`resultType`).
-fn convert_result(raw: &str, era: Era) -> Bytes {
+pub(crate) fn convert_result(raw: &str, era: Era) -> Bytes {
     match serde_json::from_str::<Value>(raw) {
         Ok(mut v) => {
             match era {
@@ -506,7 +542,7 @@ fn convert_result(raw: &str, era: Era) -> Bytes {
 }
 
 /// "Known nodes: a, b, c." — or, on a big cluster, the names closest to `wanted`.
-fn known_nodes_hint(nodes: &NodeMap, wanted: &str) -> String {
+pub(crate) fn known_nodes_hint(nodes: &NodeMap, wanted: &str) -> String {
     const LIST_ALL_UP_TO: usize = 20;
     let ready: Vec<&str> = nodes.ready().map(|e| e.node.as_str()).collect();
     if ready.is_empty() {

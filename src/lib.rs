@@ -17,6 +17,8 @@
 //! - [`upstream`]: pooled MCP clients per pod; forwarding with progress and cancellation.
 //! - [`gateway`]: the tool handler: route a call, turn failures into tool errors;
 //!   policy checks and the audit line.
+//! - [`prompts`]: the backends' prompts per node (`node` argument first), prompts/get routed.
+//! - [`completion`]: completion/complete: `node` answered by the gateway, the rest routed.
 //! - [`policy`]: authorization: which caller may see / call which tool on which node.
 //! - [`server`]: start-up, HTTP routes (`/mcp`, `/healthz`, `/readyz`, `/metrics`).
 //! - [`metrics`]: Prometheus counters.
@@ -29,6 +31,7 @@ pub mod builds;
 pub mod capabilities;
 pub mod catalog;
 pub mod cluster;
+pub mod completion;
 pub mod config;
 pub mod demo;
 pub mod fanout;
@@ -37,6 +40,7 @@ pub mod metrics;
 pub mod nodemap;
 pub mod parked;
 pub mod policy;
+pub mod prompts;
 pub mod relay;
 pub mod server;
 pub mod upstream;

@@ -13,6 +13,9 @@ Tools (each names the node this server stands for in its answer):
   * ``confirm_then_sample`` -> two questions in turn (elicitation, then sampling).
   * ``count_steps`` -> reports progress for each of ``steps`` steps.
 
+Prompt ``diagnose(service, severity)`` names the node; ``service`` completes from a
+list that includes ``<node>-agent``.
+
 Run:
   .interop/venv/bin/python tests/interop/fastmcp_relay_backend.py --host 127.0.0.1 --port 9100 \
       [--node-name fastmcp-node] [--stateful]
@@ -139,6 +142,22 @@ async def count_steps(ctx: Context, steps: int = 3) -> str:
         await ctx.report_progress(i, steps, f"step {i}")
         await anyio.sleep(0.05)
     return f"{NODE_NAME}: counted {steps}"
+
+
+@mcp.prompt
+def diagnose(service: str, severity: str = "warning") -> str:
+    """Ask for a diagnosis of a service on this node."""
+    return f"On node {NODE_NAME}, diagnose {service} (severity {severity})."
+
+
+@mcp.completion
+def complete(ref, argument, context):
+    from mcp_types import PromptReference
+
+    if isinstance(ref, PromptReference) and ref.name == "diagnose" and argument.name == "service":
+        options = ["kubelet", "containerd", f"{NODE_NAME}-agent"]
+        return [o for o in options if o.startswith(argument.value)]
+    return None
 
 
 def main() -> None:

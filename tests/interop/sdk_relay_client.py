@@ -14,7 +14,8 @@ the URL recorded); sampling -> text
 Output: {"ok", "protocol_version", "result": CallToolResult (by alias) | null,
          "text": first text content, "logs": [{"level","data"}], "asked": [methods],
          "urls": [URL-mode elicitation URLs], "progress": [values, with --progress],
-         "capabilities": the server's, "error"}
+         "capabilities": the server's, "prompts"/"prompt" (--op prompts),
+         "completion" (--op complete), "error"}
 """
 
 from __future__ import annotations
@@ -74,6 +75,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             return out
         if args.log_level and client.session.initialize_result is not None:
             await client.set_logging_level(args.log_level)
+        if args.op == "prompts":
+            listed = await client.list_prompts()
+            out["prompts"] = [p.model_dump(by_alias=True, mode="json", exclude_none=True) for p in listed.prompts]
+            if args.tool != "-":
+                got = await client.get_prompt(args.tool, json.loads(args.args))
+                out["prompt"] = got.model_dump(by_alias=True, mode="json", exclude_none=True)
+                texts = [getattr(m.content, "text", None) for m in got.messages]
+                out["text"] = texts[0] if texts else None
+            out["ok"] = True
+            return out
+        if args.op == "complete":
+            ref = types.PromptReference(type="ref/prompt", name=args.tool)
+            done = await client.complete(
+                ref, {"name": args.complete_arg, "value": args.complete_value}, json.loads(args.context)
+            )
+            out["completion"] = done.completion.model_dump(by_alias=True, mode="json", exclude_none=True)
+            out["ok"] = True
+            return out
+
         async def on_progress(progress: float, total: float | None, message: str | None) -> None:
             out["progress"].append(progress)
 
@@ -97,6 +117,12 @@ def main() -> int:
     ap.add_argument("--no-elicitation", action="store_true")
     ap.add_argument("--answer", default="from-client")
     ap.add_argument("--timeout", type=float, default=30)
+    ap.add_argument("--op", default="call", choices=["call", "prompts", "complete"],
+                    help="call: call --tool; prompts: list prompts, get --tool (unless -) with --args; "
+                    "complete: complete --complete-arg of prompt --tool with --context")
+    ap.add_argument("--complete-arg", default="")
+    ap.add_argument("--complete-value", default="")
+    ap.add_argument("--context", default="{}")
     ap.add_argument("--progress", action="store_true", help="ask for progress; values in \"progress\"")
     ap.add_argument("--capabilities-only", action="store_true", help="connect, report the server's capabilities, call nothing")
     args = ap.parse_args()

@@ -1,0 +1,142 @@
+//! Prompts and completion per node (issue 11), through the real gateway binary to two
+//! FastMCP backends (nodes `fast-1`, `fast-2`), driven by the official MCP Python SDK
+//! client in legacy and auto (2026-07-28) mode: prompts/list gains `node` first,
+//! prompts/get is routed by it, completion of `node` comes from the gateway and of
+//! any other argument from the node named in the context.
+//!
+//! Loopback range: 127.90.20.y.
+
+#[path = "support/interop.rs"]
+mod interop;
+mod support;
+
+use serde_json::{Value, json};
+use std::net::{IpAddr, Ipv4Addr};
+use support::fake_kube::FakeKube;
+use support::procs;
+
+fn ip(host: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 90, 20, host))
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.expect("peer task")
+}
+
+fn client(
+    url: &str,
+    mode: &'static str,
+    prompt: &'static str,
+    args: Value,
+    extra: Vec<String>,
+) -> impl FnOnce() -> Value + Send + 'static {
+    let url = url.to_string();
+    move || {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        interop::sdk_relay_client(&url, mode, prompt, &args, &extra)
+    }
+}
+
+/// Completes `arg` (typed so far: `value`) of prompt `diagnose` with `context`.
+async fn complete(url: &str, mode: &'static str, arg: &str, value: &str, context: Value) -> Value {
+    let extra = [
+        "--op",
+        "complete",
+        "--complete-arg",
+        arg,
+        "--complete-value",
+        value,
+    ]
+    .map(String::from)
+    .into_iter()
+    .chain(["--context".to_string(), context.to_string()])
+    .collect();
+    blocking(client(url, mode, "diagnose", json!({}), extra)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompts_and_completions_are_served_per_node_in_both_eras() {
+    let kube = FakeKube::start().await;
+    let addrs = [ip(2), ip(3)];
+    let port = procs::common_free_port(&addrs);
+    let mut backends = Vec::new();
+    for (i, addr) in addrs.iter().enumerate() {
+        let node = format!("fast-{}", i + 1);
+        let opts = interop::FastMcpOptions {
+            node_name: Some(node.clone()),
+            stateful: true,
+            script: Some("fastmcp_relay_backend.py"),
+            ..Default::default()
+        };
+        let host = addr.to_string();
+        backends
+            .push(blocking(move || interop::spawn_fastmcp_backend_with(&host, port, opts)).await);
+        kube.set_node(&node, *addr, true);
+    }
+    let env = [
+        ("KUBECONFIG", kube.kubeconfig_path().display().to_string()),
+        ("BACKEND_PORT", port.to_string()),
+        ("BACKEND_PROTOCOL", "legacy".to_string()),
+    ];
+    let gateway = procs::spawn_gateway(ip(1), &env).await;
+    let prompts = vec!["--op".to_string(), "prompts".to_string()];
+    let direct = blocking(client(
+        &backends[1].url,
+        "legacy",
+        "diagnose",
+        json!({"service": "kubelet"}),
+        prompts.clone(),
+    ))
+    .await;
+    assert_eq!(direct["ok"], true, "{direct}");
+    for mode in ["legacy", "auto"] {
+        let via = blocking(client(
+            &gateway.url(),
+            mode,
+            "diagnose",
+            json!({"node": "fast-2", "service": "kubelet"}),
+            prompts.clone(),
+        ))
+        .await;
+        assert_eq!(via["ok"], true, "{mode}: {via}");
+        // The same prompt, `node` first and required.
+        let served = &via["prompts"][0];
+        assert_eq!(served["name"], "diagnose", "{via}");
+        assert_eq!(served["arguments"][0]["name"], "node", "{via}");
+        assert_eq!(served["arguments"][0]["required"], true, "{via}");
+        let theirs = &direct["prompts"][0]["arguments"];
+        assert_eq!(
+            &Value::Array(served["arguments"].as_array().unwrap()[1..].to_vec()),
+            theirs,
+            "{mode}"
+        );
+        // Routed to fast-2: the same messages as directly.
+        assert_eq!(
+            via["text"], "On node fast-2, diagnose kubelet (severity warning).",
+            "{via}"
+        );
+        assert_eq!(
+            via["prompt"]["messages"], direct["prompt"]["messages"],
+            "{mode}"
+        );
+        // `node` is completed by the gateway.
+        let nodes = complete(&gateway.url(), mode, "node", "fast-", json!({})).await;
+        assert_eq!(nodes["ok"], true, "{mode}: {nodes}");
+        assert_eq!(
+            nodes["completion"]["values"],
+            json!(["fast-1", "fast-2"]),
+            "{nodes}"
+        );
+        assert_eq!(nodes["completion"]["total"], 2, "{nodes}");
+        assert_eq!(nodes["completion"]["hasMore"], false, "{nodes}");
+        // Another argument: by the backend on the node in the context.
+        let context = json!({"node": "fast-2"});
+        let service = complete(&gateway.url(), mode, "service", "fast", context).await;
+        assert_eq!(service["ok"], true, "{mode}: {service}");
+        assert_eq!(
+            service["completion"]["values"],
+            json!(["fast-2-agent"]),
+            "{service}"
+        );
+    }
+}
