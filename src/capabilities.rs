@@ -10,7 +10,7 @@
 use serde_json::{Map, Value, json};
 
 /// The backend capabilities the gateway relays, with what it announces for each.
-pub const RELAYED: &[&str] = &["logging", "prompts", "completions"];
+pub const RELAYED: &[&str] = &["logging", "prompts", "completions", "resources"];
 
 /// The capabilities to announce over backends announcing `backends`.
 pub fn union<'a>(backends: impl IntoIterator<Item = &'a Value>) -> Value {

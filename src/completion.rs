@@ -52,6 +52,13 @@ pub async fn complete(gw: &Gateway, request: ClientRequest) -> Result<Bytes, Err
         // Nothing to ask until the node is chosen.
         return Ok(result(era, &[]));
     };
+    // A served template's reference names the backend's template.
+    if let Some(Value::Object(r)) = params.get_mut("ref")
+        && let Some(uri) = r.get("uri").and_then(Value::as_str)
+        && let Some(theirs) = crate::resources::unwrap_template(uri)
+    {
+        r.insert("uri".into(), theirs.into());
+    }
     let ip = node_ip(gw, node.as_str())?;
     crate::prompts::forward(gw, ip, method::COMPLETE, params, &request).await
 }

@@ -47,6 +47,8 @@ pub struct Gateway {
     parked: Option<Arc<ParkedCalls>>,
     /// The backends' prompt lists (see [`crate::prompts`]).
     prompts: crate::prompts::Prompts,
+    /// The backends' resource lists (see [`crate::resources`]).
+    resources: crate::resources::Resources,
 }
 
 impl Gateway {
@@ -70,6 +72,7 @@ impl Gateway {
             nodes_tool: None,
             parked: None,
             prompts: Default::default(),
+            resources: Default::default(),
         }
     }
 
@@ -225,7 +228,12 @@ impl ToolHandler for Handler {
     fn handles(&self, method_name: &str) -> bool {
         matches!(
             method_name,
-            mcp::method::PROMPTS_LIST | mcp::method::PROMPTS_GET | mcp::method::COMPLETE
+            mcp::method::PROMPTS_LIST
+                | mcp::method::PROMPTS_GET
+                | mcp::method::COMPLETE
+                | crate::resources::LIST
+                | crate::resources::TEMPLATES_LIST
+                | crate::resources::READ
         )
     }
 
@@ -239,6 +247,16 @@ impl ToolHandler for Handler {
                     gw.prompts.list(&gw, era, cursor).await
                 }
                 mcp::method::PROMPTS_GET => crate::prompts::get(&gw, request).await,
+                crate::resources::LIST | crate::resources::TEMPLATES_LIST => {
+                    let era = request.outbound.version().era();
+                    let cursor = request.params.get("cursor").and_then(Value::as_str);
+                    if request.method == crate::resources::LIST {
+                        gw.resources.list(&gw, era, cursor).await
+                    } else {
+                        gw.resources.templates(&gw, era, cursor).await
+                    }
+                }
+                crate::resources::READ => crate::resources::read(&gw, request).await,
                 mcp::method::COMPLETE => crate::completion::complete(&gw, request).await,
                 other => Err(ErrorObject::method_not_found(other)),
             }

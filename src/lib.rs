@@ -17,8 +17,10 @@
 //! - [`upstream`]: pooled MCP clients per pod; forwarding with progress and cancellation.
 //! - [`gateway`]: the tool handler: route a call, turn failures into tool errors;
 //!   policy checks and the audit line.
+//! - [`lists`]: prompts / resources / templates learned from one pod per build, cached.
 //! - [`prompts`]: the backends' prompts per node (`node` argument first), prompts/get routed.
 //! - [`completion`]: completion/complete: `node` answered by the gateway, the rest routed.
+//! - [`resources`]: the backends' resources per node (`k8s-node://` URIs), read routed.
 //! - [`policy`]: authorization: which caller may see / call which tool on which node.
 //! - [`server`]: start-up, HTTP routes (`/mcp`, `/healthz`, `/readyz`, `/metrics`).
 //! - [`metrics`]: Prometheus counters.
@@ -36,11 +38,13 @@ pub mod config;
 pub mod demo;
 pub mod fanout;
 pub mod gateway;
+pub mod lists;
 pub mod metrics;
 pub mod nodemap;
 pub mod parked;
 pub mod policy;
 pub mod prompts;
 pub mod relay;
+pub mod resources;
 pub mod server;
 pub mod upstream;

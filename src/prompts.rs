@@ -3,50 +3,28 @@
 //! node (the `node` argument taken out), so the same prompt can be filled in on any
 //! node.
 //!
-//! `prompts/list` asks one ready pod of each build (prompts come with the server
-//! build, like tools), caches each pod's answer for [`CACHE_FOR`] (at most
-//! [`MAX_CACHED`] pods), and serves the union on one page; the first definition of a
-//! name wins. A cursor is refused: there is one page.
+//! `prompts/list` serves the union of what one ready pod of each build lists
+//! ([`crate::lists::PodLists`]) on one page; the first definition of a name wins. A
+//! cursor is refused: there is one page.
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use mcp_protocol::client::RequestOptions;
 use mcp_protocol::jsonrpc::{self, ErrorObject};
 use mcp_protocol::mcp::{Era, method};
 use mcp_protocol::server::ClientRequest;
 use serde_json::{Map, Value, json};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use crate::gateway::Gateway;
 
 /// The argument every served prompt gains, first.
 pub const NODE_ARGUMENT: &str = "node";
 
-/// How long one pod's prompt list is reused.
-pub const CACHE_FOR: Duration = Duration::from_secs(30);
-
-/// Pods whose prompt lists are cached at once.
-pub const MAX_CACHED: usize = 1024;
-
-/// Pods asked at once for their prompts.
-const LIST_CONCURRENCY: usize = 16;
-
-/// Pages of one pod's prompts/list followed.
-const MAX_PAGES: usize = 32;
-
-/// `ttlMs` of the served prompts/list.
-const LIST_TTL_MS: u64 = 30_000;
-
-/// Pod IP -> when its prompts were listed, and the list.
-type Cache = HashMap<IpAddr, (Instant, Arc<Vec<Value>>)>;
-
-/// The prompt lists of the pods asked lately.
+/// The prompts of the backends.
 #[derive(Default)]
 pub struct Prompts {
-    cache: Mutex<Cache>,
+    lists: crate::lists::PodLists,
 }
 
 impl Prompts {
@@ -63,14 +41,13 @@ impl Prompts {
                 crate::gateway::clip_chars(c, 64)
             )));
         }
-        let per_pod: Vec<Arc<Vec<Value>>> = futures_util::stream::iter(representatives(gw))
-            .map(|ip| self.of_pod(gw, ip))
-            .buffer_unordered(LIST_CONCURRENCY)
-            .collect()
+        let per_pod = self
+            .lists
+            .of_builds(gw, method::PROMPTS_LIST, "prompts")
             .await;
         let mut seen = HashSet::new();
         let mut prompts = Vec::new();
-        for list in per_pod {
+        for (_, list) in per_pod {
             for p in list.iter() {
                 if let Some(name) = p.get("name").and_then(Value::as_str)
                     && seen.insert(name.to_string())
@@ -80,90 +57,8 @@ impl Prompts {
             }
         }
         prompts.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-        let mut m = Map::new();
-        if era == Era::Modern {
-            m.insert("resultType".into(), "complete".into());
-        }
-        m.insert("prompts".into(), Value::Array(prompts));
-        if era == Era::Modern {
-            m.insert("ttlMs".into(), LIST_TTL_MS.into());
-            m.insert("cacheScope".into(), "public".into());
-        }
-        Ok(Bytes::from(
-            serde_json::to_vec(&Value::Object(m)).unwrap_or_default(),
-        ))
+        Ok(crate::lists::list_result(era, "prompts", prompts, None))
     }
-
-    /// The prompts of the pod at `ip` (cached; empty when it has none or fails).
-    async fn of_pod(&self, gw: &Gateway, ip: IpAddr) -> Arc<Vec<Value>> {
-        if let Some((at, list)) = self.lock().get(&ip)
-            && at.elapsed() < CACHE_FOR
-        {
-            return list.clone();
-        }
-        let client = gw.upstreams().client(ip);
-        let mut prompts = Vec::new();
-        let mut cursor: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let mut params = Map::new();
-            if let Some(c) = &cursor {
-                params.insert("cursor".into(), c.clone().into());
-            }
-            let opts = RequestOptions {
-                timeout: Some(gw.call_timeout().min(Duration::from_secs(10))),
-                ..Default::default()
-            };
-            let page: Value = match client.request(method::PROMPTS_LIST, params, opts).await {
-                Ok(Ok(raw)) => serde_json::from_str(raw.get()).unwrap_or_default(),
-                Ok(Err(e)) => {
-                    tracing::debug!(%ip, error = %e.message, "pod lists no prompts");
-                    break;
-                }
-                Err(e) => {
-                    tracing::debug!(%ip, error = %e, "could not list the pod's prompts");
-                    break;
-                }
-            };
-            if let Some(items) = page.get("prompts").and_then(Value::as_array) {
-                prompts.extend(items.iter().filter(|p| p.is_object()).cloned());
-            }
-            match page.get("nextCursor").and_then(Value::as_str) {
-                Some(next) if cursor.as_deref() != Some(next) => cursor = Some(next.into()),
-                _ => break,
-            }
-        }
-        let list = Arc::new(prompts);
-        let mut cache = self.lock();
-        if cache.len() >= MAX_CACHED {
-            cache.retain(|_, (at, _)| at.elapsed() < CACHE_FOR);
-            if cache.len() >= MAX_CACHED {
-                cache.clear();
-            }
-        }
-        cache.insert(ip, (Instant::now(), list.clone()));
-        list
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// One ready pod of each known build (pods whose build is not known yet are asked
-/// too, each on its own).
-fn representatives(gw: &Gateway) -> Vec<IpAddr> {
-    let catalog = gw.catalog();
-    let availability = catalog.availability();
-    let nodes = gw.discovery().nodes();
-    let mut builds = HashSet::new();
-    nodes
-        .ready()
-        .filter(|e| match availability.pod_build(e.ip) {
-            Some((digest, _, _)) => builds.insert(digest),
-            None => true,
-        })
-        .map(|e| e.ip)
-        .collect()
 }
 
 /// A backend prompt as served: `node` first among its arguments, required.

@@ -1,10 +1,11 @@
-//! Prompts and completion per node (issue 11), through the real gateway binary to two
+//! Prompts, resources and completion per node (issue 11), through the real gateway binary to two
 //! FastMCP backends (nodes `fast-1`, `fast-2`), driven by the official MCP Python SDK
 //! client in legacy and auto (2026-07-28) mode: prompts/list gains `node` first,
 //! prompts/get is routed by it, completion of `node` comes from the gateway and of
-//! any other argument from the node named in the context.
+//! any other argument from the node named in the context; resources listed per node
+//! under `k8s-node://` URIs that round-trip, read routed by the node in the URI.
 //!
-//! Loopback range: 127.90.20.y.
+//! Loopback range: 127.90.20.y and up.
 
 #[path = "support/interop.rs"]
 mod interop;
@@ -15,8 +16,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use support::fake_kube::FakeKube;
 use support::procs;
 
-fn ip(host: u8) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(127, 90, 20, host))
+fn ip90(net: u8, host: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 90, net, host))
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -54,10 +55,16 @@ async fn complete(url: &str, mode: &'static str, arg: &str, value: &str, context
     blocking(client(url, mode, "diagnose", json!({}), extra)).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn prompts_and_completions_are_served_per_node_in_both_eras() {
+/// Two FastMCP relay backends (fast-1, fast-2) behind the gateway.
+struct Setup {
+    _kube: FakeKube,
+    backends: Vec<interop::FastMcpBackend>,
+    gateway: procs::Proc,
+}
+
+async fn setup(net: u8) -> Setup {
     let kube = FakeKube::start().await;
-    let addrs = [ip(2), ip(3)];
+    let addrs = [ip90(net, 2), ip90(net, 3)];
     let port = procs::common_free_port(&addrs);
     let mut backends = Vec::new();
     for (i, addr) in addrs.iter().enumerate() {
@@ -78,7 +85,18 @@ async fn prompts_and_completions_are_served_per_node_in_both_eras() {
         ("BACKEND_PORT", port.to_string()),
         ("BACKEND_PROTOCOL", "legacy".to_string()),
     ];
-    let gateway = procs::spawn_gateway(ip(1), &env).await;
+    let gateway = procs::spawn_gateway(ip90(net, 1), &env).await;
+    Setup {
+        _kube: kube,
+        backends,
+        gateway,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompts_and_completions_are_served_per_node_in_both_eras() {
+    let s = setup(20).await;
+    let (backends, gateway) = (&s.backends, &s.gateway);
     let prompts = vec!["--op".to_string(), "prompts".to_string()];
     let direct = blocking(client(
         &backends[1].url,
@@ -137,6 +155,99 @@ async fn prompts_and_completions_are_served_per_node_in_both_eras() {
             service["completion"]["values"],
             json!(["fast-2-agent"]),
             "{service}"
+        );
+    }
+}
+
+fn strs(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resources_are_listed_and_read_per_node_with_uris_that_round_trip() {
+    let s = setup(21).await;
+    let direct = blocking(client(
+        &s.backends[1].url,
+        "legacy",
+        "-",
+        json!({}),
+        strs(&["--op", "resources", "--uri", "node://info"]),
+    ))
+    .await;
+    assert_eq!(direct["ok"], true, "{direct}");
+    let info = "k8s-node://fast-2/node%3A%2F%2Finfo";
+    for mode in ["legacy", "auto"] {
+        let via = blocking(client(
+            &s.gateway.url(),
+            mode,
+            "-",
+            json!({}),
+            strs(&["--op", "resources", "--uri", info]),
+        ))
+        .await;
+        assert_eq!(via["ok"], true, "{mode}: {via}");
+        // Every backend resource once per node, nodes in name order.
+        let uris: Vec<&str> = via["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["uri"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            uris,
+            ["k8s-node://fast-1/node%3A%2F%2Finfo", info],
+            "{mode}: {via}"
+        );
+        assert_eq!(via["next_cursor"], Value::Null, "{via}");
+        // Read on fast-2: the backend's contents, its URI wrapped again.
+        let mut want = direct["contents"].clone();
+        want[0]["uri"] = info.into();
+        assert_eq!(via["contents"], want, "{mode}: {via}");
+        assert_eq!(via["contents"][0]["text"], "node fast-2", "{via}");
+        // The template gains {node}; expanded by the client, it reads on that node.
+        assert_eq!(
+            via["templates"][0]["uriTemplate"], "k8s-node://{node}/node%3A%2F%2Flogs%2F{name}",
+            "{via}"
+        );
+        let log = "k8s-node://fast-1/node%3A%2F%2Flogs%2Fkubelet";
+        let read = blocking(client(
+            &s.gateway.url(),
+            mode,
+            "-",
+            json!({}),
+            strs(&["--op", "resources", "--uri", log]),
+        ))
+        .await;
+        assert_eq!(
+            read["contents"][0]["text"], "fast-1 log of kubelet",
+            "{read}"
+        );
+        assert_eq!(read["contents"][0]["uri"], log, "{read}");
+        // Completing the template's own variable goes to the node in the context.
+        let template = "k8s-node://{node}/node%3A%2F%2Flogs%2F{name}";
+        let done = blocking(client(
+            &s.gateway.url(),
+            mode,
+            "-",
+            json!({}),
+            strs(&[
+                "--op",
+                "complete",
+                "--uri",
+                template,
+                "--complete-arg",
+                "name",
+                "--complete-value",
+                "fast",
+                "--context",
+                r#"{"node": "fast-1"}"#,
+            ]),
+        ))
+        .await;
+        assert_eq!(
+            done["completion"]["values"],
+            json!(["fast-1-agent"]),
+            "{done}"
         );
     }
 }

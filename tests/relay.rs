@@ -574,7 +574,7 @@ async fn the_gateway_announces_the_union_of_its_backends_capabilities() {
         offered.extend(direct.as_object().unwrap().keys().cloned());
     }
     // What the gateway relays of what some backend offers, and its own tools.
-    let relayed = ["logging", "prompts", "completions"];
+    let relayed = ["logging", "prompts", "completions", "resources"];
     let mut want: std::collections::BTreeSet<String> = offered
         .iter()
         .filter(|k| relayed.contains(&k.as_str()))

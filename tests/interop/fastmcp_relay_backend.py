@@ -14,7 +14,8 @@ Tools (each names the node this server stands for in its answer):
   * ``count_steps`` -> reports progress for each of ``steps`` steps.
 
 Prompt ``diagnose(service, severity)`` names the node; ``service`` completes from a
-list that includes ``<node>-agent``.
+list that includes ``<node>-agent``. Resources: ``node://info`` (text naming the
+node) and the template ``node://logs/{name}`` (``name`` completes like ``service``).
 
 Run:
   .interop/venv/bin/python tests/interop/fastmcp_relay_backend.py --host 127.0.0.1 --port 9100 \
@@ -150,12 +151,26 @@ def diagnose(service: str, severity: str = "warning") -> str:
     return f"On node {NODE_NAME}, diagnose {service} (severity {severity})."
 
 
+@mcp.resource("node://info")
+def node_info() -> str:
+    """Which node this is."""
+    return f"node {NODE_NAME}"
+
+
+@mcp.resource("node://logs/{name}")
+def node_log(name: str) -> str:
+    """The (simulated) log of a service."""
+    return f"{NODE_NAME} log of {name}"
+
+
 @mcp.completion
 def complete(ref, argument, context):
-    from mcp_types import PromptReference
+    from mcp_types import PromptReference, ResourceTemplateReference
 
+    options = ["kubelet", "containerd", f"{NODE_NAME}-agent"]
     if isinstance(ref, PromptReference) and ref.name == "diagnose" and argument.name == "service":
-        options = ["kubelet", "containerd", f"{NODE_NAME}-agent"]
+        return [o for o in options if o.startswith(argument.value)]
+    if isinstance(ref, ResourceTemplateReference) and ref.uri == "node://logs/{name}" and argument.name == "name":
         return [o for o in options if o.startswith(argument.value)]
     return None
 

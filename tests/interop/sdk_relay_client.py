@@ -15,7 +15,8 @@ Output: {"ok", "protocol_version", "result": CallToolResult (by alias) | null,
          "text": first text content, "logs": [{"level","data"}], "asked": [methods],
          "urls": [URL-mode elicitation URLs], "progress": [values, with --progress],
          "capabilities": the server's, "prompts"/"prompt" (--op prompts),
-         "completion" (--op complete), "error"}
+         "resources"/"templates"/"contents" (--op resources), "completion" (--op complete),
+         "error"}
 """
 
 from __future__ import annotations
@@ -85,8 +86,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 out["text"] = texts[0] if texts else None
             out["ok"] = True
             return out
+        if args.op == "resources":
+            listed = await client.list_resources()
+            out["resources"] = [r.model_dump(by_alias=True, mode="json", exclude_none=True) for r in listed.resources]
+            out["next_cursor"] = listed.next_cursor
+            templates = await client.list_resource_templates()
+            out["templates"] = [
+                t.model_dump(by_alias=True, mode="json", exclude_none=True) for t in templates.resource_templates
+            ]
+            if args.uri:
+                read = await client.read_resource(args.uri)
+                out["contents"] = [c.model_dump(by_alias=True, mode="json", exclude_none=True) for c in read.contents]
+            out["ok"] = True
+            return out
         if args.op == "complete":
-            ref = types.PromptReference(type="ref/prompt", name=args.tool)
+            ref = (
+                types.ResourceTemplateReference(type="ref/resource", uri=args.uri)
+                if args.uri
+                else types.PromptReference(type="ref/prompt", name=args.tool)
+            )
             done = await client.complete(
                 ref, {"name": args.complete_arg, "value": args.complete_value}, json.loads(args.context)
             )
@@ -117,9 +135,10 @@ def main() -> int:
     ap.add_argument("--no-elicitation", action="store_true")
     ap.add_argument("--answer", default="from-client")
     ap.add_argument("--timeout", type=float, default=30)
-    ap.add_argument("--op", default="call", choices=["call", "prompts", "complete"],
+    ap.add_argument("--op", default="call", choices=["call", "prompts", "resources", "complete"],
                     help="call: call --tool; prompts: list prompts, get --tool (unless -) with --args; "
                     "complete: complete --complete-arg of prompt --tool with --context")
+    ap.add_argument("--uri", default="", help="resources: read it; complete: the template to complete for")
     ap.add_argument("--complete-arg", default="")
     ap.add_argument("--complete-value", default="")
     ap.add_argument("--context", default="{}")
