@@ -253,6 +253,13 @@ pub async fn read(gw: &Gateway, request: ClientRequest) -> Result<Bytes, ErrorOb
             }
         }
     }
+    if request.outbound.version().era() == Era::Modern
+        && let Value::Object(m) = &mut v
+    {
+        // A legacy backend says nothing about caching: stale at once, this caller only.
+        m.entry("ttlMs").or_insert(0.into());
+        m.entry("cacheScope").or_insert("private".into());
+    }
     Ok(Bytes::from(serde_json::to_vec(&v).unwrap_or_default()))
 }
 

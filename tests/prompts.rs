@@ -9,6 +9,8 @@
 
 #[path = "support/interop.rs"]
 mod interop;
+#[path = "../protocol/tests/common/schema.rs"]
+mod schema;
 mod support;
 
 use serde_json::{Value, json};
@@ -249,5 +251,70 @@ async fn resources_are_listed_and_read_per_node_with_uris_that_round_trip() {
             json!(["fast-1-agent"]),
             "{done}"
         );
+    }
+}
+
+/// One request by our own client in `mode`; the result (panics on an error).
+async fn request(c: &mcp_protocol::client::McpClient, method: &str, params: Value) -> Value {
+    let params = params.as_object().cloned().unwrap_or_default();
+    let reply = c
+        .request(method, params, Default::default())
+        .await
+        .expect("transport");
+    let raw = reply.unwrap_or_else(|e| panic!("{method}: {e:?}"));
+    serde_json::from_str(raw.get()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_prompt_resource_and_completion_answer_is_valid_in_its_revision() {
+    use mcp_protocol::client::{ClientMode, ClientOptions, McpClient, http_client};
+    let s = setup(22).await;
+    for (mode, rev) in [
+        (ClientMode::Legacy, "2025-11-25"),
+        (ClientMode::Modern, "2026-07-28"),
+    ] {
+        let mut opts = ClientOptions::new("schema-tests", "0");
+        opts.mode = mode;
+        let c = McpClient::new(
+            http_client(std::time::Duration::from_secs(5)),
+            s.gateway.url(),
+            opts,
+        );
+        let checks = [
+            ("prompts/list", json!({}), "ListPromptsResult"),
+            (
+                "prompts/get",
+                json!({"name": "diagnose", "arguments": {"node": "fast-1", "service": "kubelet"}}),
+                "GetPromptResult",
+            ),
+            ("resources/list", json!({}), "ListResourcesResult"),
+            (
+                "resources/templates/list",
+                json!({}),
+                "ListResourceTemplatesResult",
+            ),
+            (
+                "resources/read",
+                json!({"uri": "k8s-node://fast-2/node%3A%2F%2Finfo"}),
+                "ReadResourceResult",
+            ),
+            (
+                "completion/complete",
+                json!({"ref": {"type": "ref/prompt", "name": "diagnose"},
+                       "argument": {"name": "node", "value": "fast"}}),
+                "CompleteResult",
+            ),
+            (
+                "completion/complete",
+                json!({"ref": {"type": "ref/prompt", "name": "diagnose"},
+                       "argument": {"name": "service", "value": "k"},
+                       "context": {"arguments": {"node": "fast-1"}}}),
+                "CompleteResult",
+            ),
+        ];
+        for (method, params, def) in checks {
+            let result = request(&c, method, params).await;
+            schema::assert_valid(rev, def, &result);
+        }
     }
 }

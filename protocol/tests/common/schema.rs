@@ -1,4 +1,5 @@
-//! The schema harness shared by the protocol tests: the official JSON Schema of
+//! The schema harness shared by the protocol tests (and the gateway's, through
+//! `#[path]`): the official JSON Schema of
 //! every MCP revision (`tests/mcp-schema/`, a copy of `../shared/mcp-schema/`),
 //! parsed and compiled once per definition, and assertions on messages.
 #![allow(dead_code)]
@@ -14,8 +15,16 @@ pub const LEGACY: [&str; 3] = ["2025-03-26", "2025-06-18", "2025-11-25"];
 pub const MODERN: &str = "2026-07-28";
 pub const ALL: [&str; 4] = ["2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"];
 
+/// The schemas: `tests/mcp-schema` of the protocol crate (this file is also compiled
+/// into the gateway's tests, whose manifest directory is the workspace root).
 pub fn schema_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp-schema")
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let own = root.join("tests/mcp-schema");
+    if own.is_dir() {
+        own
+    } else {
+        root.join("protocol/tests/mcp-schema")
+    }
 }
 
 /// The schema document of a revision, parsed once.
