@@ -318,3 +318,69 @@ async fn every_prompt_resource_and_completion_answer_is_valid_in_its_revision() 
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_2026_node_servers_prompt_and_resource_are_served_per_node() {
+    let kube = FakeKube::start().await;
+    let addr = ip90(23, 2);
+    let port = procs::common_free_port(&[addr]);
+    let backend = procs::spawn_backend("n1", addr, port).await;
+    kube.set_node("n1", addr, true);
+    let env = [
+        ("KUBECONFIG", kube.kubeconfig_path().display().to_string()),
+        ("BACKEND_PORT", port.to_string()),
+    ];
+    let gateway = procs::spawn_gateway(ip90(23, 1), &env).await;
+    let served = "k8s-node://n1/node%3A%2F%2Fos-release";
+    for mode in ["legacy", "auto"] {
+        let direct = blocking(client(
+            &backend.url(),
+            mode,
+            "triage_node",
+            json!({"symptom": "load"}),
+            strs(&["--op", "prompts"]),
+        ))
+        .await;
+        let via = blocking(client(
+            &gateway.url(),
+            mode,
+            "triage_node",
+            json!({"node": "n1", "symptom": "load"}),
+            strs(&["--op", "prompts"]),
+        ))
+        .await;
+        assert_eq!(via["ok"], true, "{mode}: {via}");
+        assert_eq!(via["prompts"][0]["arguments"][0]["name"], "node", "{via}");
+        assert_eq!(
+            via["prompt"]["messages"], direct["prompt"]["messages"],
+            "{mode}"
+        );
+        assert!(
+            via["text"].as_str().unwrap().starts_with("Triage node n1"),
+            "{via}"
+        );
+        let direct = blocking(client(
+            &backend.url(),
+            mode,
+            "-",
+            json!({}),
+            strs(&["--op", "resources", "--uri", "node://os-release"]),
+        ))
+        .await;
+        let via = blocking(client(
+            &gateway.url(),
+            mode,
+            "-",
+            json!({}),
+            strs(&["--op", "resources", "--uri", served]),
+        ))
+        .await;
+        assert_eq!(via["ok"], true, "{mode}: {via}");
+        assert_eq!(via["resources"][0]["uri"], served, "{via}");
+        assert_eq!(
+            via["contents"][0]["text"], direct["contents"][0]["text"],
+            "{mode}"
+        );
+        assert_eq!(via["contents"][0]["uri"], served, "{via}");
+    }
+}

@@ -80,6 +80,20 @@ impl ToolHandler for NodeTools {
         self.names.get(tool).cloned()
     }
 
+    fn handles(&self, method_name: &str) -> bool {
+        crate::content::handles(method_name)
+    }
+
+    fn handle_request(
+        &self,
+        request: mcp_protocol::server::ClientRequest,
+    ) -> BoxFuture<Result<Bytes, ErrorObject>> {
+        let era = request.outbound.version().era();
+        let answer = crate::content::answer(&self.ctx, era, &request.method, &request.params)
+            .and_then(|v| serde_json::to_vec(&v).map_err(ErrorObject::internal));
+        Box::pin(async move { answer.map(Bytes::from) })
+    }
+
     fn call_tool(&self, call: ToolCall) -> BoxFuture<Result<Bytes, ErrorObject>> {
         let ctx = self.ctx.clone();
         if self.interactive && call.name == crate::interactive::NAME {
@@ -271,6 +285,7 @@ pub async fn run_with_options(
     let cfg = server_config(&ctx.node_name);
     let ttl = cfg.list_ttl_ms;
     let server = McpServer::new(cfg, NodeTools::with_interactive(ctx, ttl, interactive));
+    server.set_capabilities(crate::content::capabilities());
     let stop = server.clone();
     let shutdown = async move {
         shutdown.await;
