@@ -80,6 +80,73 @@ fn result(era: Era, values: &[&str]) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::{Discovery, NodeEndpoint, NodeMap};
+    use mcp_protocol::jsonrpc::RequestId;
+    use mcp_protocol::mcp::ProtocolVersion;
+    use mcp_protocol::server::Outbound;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// A gateway over `n` nodes `worker-0000`... (every tenth not ready); no backend.
+    fn gateway(n: usize) -> Gateway {
+        let nodes = NodeMap::from_endpoints((0..n).map(|i| NodeEndpoint {
+            node: format!("worker-{i:04}"),
+            ip: std::net::IpAddr::from([
+                10,
+                (i / 65536) as u8,
+                (i / 256 % 256) as u8,
+                (i % 256) as u8,
+            ]),
+            ready: i % 10 != 9,
+            pod: None,
+            zone: None,
+            terminating: false,
+        }));
+        Gateway::new(
+            crate::catalog::Catalog::build(Vec::new(), 1000),
+            Discovery::fixed(nodes),
+            Arc::new(crate::upstream::Upstreams::new(
+                9,
+                "/mcp",
+                Duration::from_secs(1),
+            )),
+            Duration::from_secs(1),
+            Arc::new(crate::metrics::Metrics::default()),
+        )
+    }
+
+    async fn complete_node(gw: &Gateway, version: ProtocolVersion, prefix: &str) -> Value {
+        let params = json!({"ref": {"type": "ref/prompt", "name": "p"},
+                            "argument": {"name": "node", "value": prefix}});
+        let request = ClientRequest {
+            id: RequestId::Number(1),
+            method: method::COMPLETE.into(),
+            params: params.as_object().cloned().unwrap(),
+            outbound: Outbound::detached(version),
+            cancel: Default::default(),
+            extensions: Default::default(),
+        };
+        serde_json::from_slice(&complete(gw, request).await.unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn node_is_completed_from_the_ready_nodes_of_a_5000_node_cluster() {
+        let gw = gateway(5000);
+        let v = complete_node(&gw, ProtocolVersion::LATEST_MODERN, "worker-1").await;
+        let values = v["completion"]["values"].as_array().unwrap();
+        // worker-1000..worker-1999, every tenth not ready: 900 match.
+        assert_eq!(v["completion"]["total"], 900);
+        assert_eq!(v["completion"]["hasMore"], true);
+        assert_eq!(values.len(), 100);
+        assert_eq!(values[0], "worker-1000");
+        assert!(values.iter().all(|n| !n.as_str().unwrap().ends_with('9')));
+        let v = complete_node(&gw, ProtocolVersion::LATEST_LEGACY, "worker-012").await;
+        assert_eq!(v["completion"]["total"], 9);
+        assert_eq!(v["completion"]["hasMore"], false);
+        let v = complete_node(&gw, ProtocolVersion::LATEST_LEGACY, "nope").await;
+        assert_eq!(v["completion"]["values"], json!([]));
+        assert_eq!(v["completion"]["total"], 0);
+    }
 
     #[test]
     fn a_completion_holds_at_most_100_values_with_the_total() {
