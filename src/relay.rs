@@ -3,11 +3,12 @@
 //! session is pooled and shared), and the backend's questions to the client
 //! (`elicitation/create`, `sampling/createMessage`, `roots/list`).
 //!
-//! - Legacy backend: its request arrives on the call's SSE stream; the upstream client
-//!   asks the calling client through the call's [`Outbound`] and POSTs the answer in
-//!   the backend session. A client that cannot be asked (capability not declared, a
-//!   2026-07-28 client, a JSON-only request) is refused at once, so the backend gets an
-//!   error it handles itself and nothing waits for the call timeout.
+//! - Legacy backend, legacy client: the backend's request arrives on the call's SSE
+//!   stream; the upstream client asks the calling client through the call's
+//!   [`Outbound`] and POSTs the answer in the backend session. A client that cannot be
+//!   asked (capability not declared, a JSON-only request, too many calls waiting) is
+//!   refused at once, so the backend gets an error it handles itself and nothing waits
+//!   for the call timeout.
 //! - 2026-07-28 backend, 2026-07-28 client: `input_required` results pass through
 //!   untouched; the retry carries the same `node` argument, so it reaches the same node.
 //! - 2026-07-28 backend, legacy client: each `inputRequests` entry becomes a request on
