@@ -46,9 +46,9 @@ pub struct Gateway {
     /// backend's questions to such a client are refused at once).
     parked: Option<Arc<ParkedCalls>>,
     /// The backends' prompt lists (see [`crate::prompts`]).
-    prompts: crate::prompts::Prompts,
+    pub(crate) prompts: crate::prompts::Prompts,
     /// The backends' resource lists (see [`crate::resources`]).
-    resources: crate::resources::Resources,
+    pub(crate) resources: crate::resources::Resources,
 }
 
 impl Gateway {
@@ -226,87 +226,16 @@ impl ToolHandler for Handler {
     }
 
     fn handles(&self, method_name: &str) -> bool {
-        matches!(
-            method_name,
-            mcp::method::PROMPTS_LIST
-                | mcp::method::PROMPTS_GET
-                | mcp::method::COMPLETE
-                | crate::resources::LIST
-                | crate::resources::TEMPLATES_LIST
-                | crate::resources::READ
-        )
+        crate::content::handles(method_name)
     }
 
     fn handle_request(&self, request: ClientRequest) -> BoxFuture<Result<Bytes, ErrorObject>> {
         let gw = self.0.clone();
-        Box::pin(async move {
-            gw.may_reach_node_content(&request)?;
-            match request.method.as_str() {
-                mcp::method::PROMPTS_LIST => {
-                    let era = request.outbound.version().era();
-                    let cursor = request.params.get("cursor").and_then(Value::as_str);
-                    gw.prompts.list(&gw, era, cursor).await
-                }
-                mcp::method::PROMPTS_GET => crate::prompts::get(&gw, request).await,
-                crate::resources::LIST | crate::resources::TEMPLATES_LIST => {
-                    let era = request.outbound.version().era();
-                    let cursor = request.params.get("cursor").and_then(Value::as_str);
-                    if request.method == crate::resources::LIST {
-                        gw.resources.list(&gw, era, cursor).await
-                    } else {
-                        gw.resources.templates(&gw, era, cursor).await
-                    }
-                }
-                crate::resources::READ => crate::resources::read(&gw, request).await,
-                mcp::method::COMPLETE => crate::completion::complete(&gw, request).await,
-                other => Err(ErrorObject::method_not_found(other)),
-            }
-        })
+        Box::pin(async move { crate::content::handle(&gw, request).await })
     }
 }
 
 impl Gateway {
-    /// Prompts, resources and completion reach node servers, and the policy's rules
-    /// name tools only: they are served to callers the policy lets see every served
-    /// tool, and a request routed to a node (`node` given) to callers it lets call
-    /// every served tool on that node (everyone without POLICY_FILE).
-    fn may_reach_node_content(&self, request: &ClientRequest) -> Result<(), ErrorObject> {
-        let policy = self.policy.current();
-        let anonymous = Caller::anonymous();
-        let caller = request
-            .extensions
-            .get::<Arc<Caller>>()
-            .map_or(&anonymous, |c| c.as_ref());
-        let grants = policy.grants(caller);
-        if grants.sees_everything() {
-            return Ok(());
-        }
-        let catalog = self.catalog();
-        let node = target_node(request);
-        let allowed = catalog.names().iter().all(|name| {
-            let Some(served) = catalog.get(name) else {
-                return true;
-            };
-            let facts = ToolFacts {
-                name,
-                read_only: served.read_only,
-            };
-            match &node {
-                Some(n) => grants.check(&caller.subject, facts, n).is_ok(),
-                None => grants.may_see(facts),
-            }
-        });
-        if allowed {
-            return Ok(());
-        }
-        Err(ErrorObject::invalid_request(format!(
-            "Not allowed: the gateway's policy does not let \"{}\" call every tool{}, and prompts, resources and completion (which reach the node servers) are served only to callers it lets do so.",
-            shorten(&caller.subject),
-            node.map(|n| format!(" on node \"{}\"", shorten(&n)))
-                .unwrap_or_default()
-        )))
-    }
-
     /// One tool call with its metrics and audit line: the tool handler's entry, and
     /// the fan-out's for each node (so every node call is checked and audited alike).
     pub fn call(self: &Arc<Self>, call: ToolCall) -> BoxFuture<Result<Bytes, ErrorObject>> {
@@ -562,24 +491,6 @@ impl Gateway {
             }
         }
     }
-}
-
-/// The node a prompts / resources / completion request is routed to, if it names one.
-fn target_node(request: &ClientRequest) -> Option<String> {
-    let p = &request.params;
-    let node = match request.method.as_str() {
-        mcp::method::PROMPTS_GET => p.get("arguments").and_then(|a| a.get(NODE_PARAM)),
-        mcp::method::COMPLETE => p
-            .get("context")
-            .and_then(|c| c.get("arguments"))
-            .and_then(|a| a.get(NODE_PARAM)),
-        crate::resources::READ => {
-            let uri = p.get("uri").and_then(Value::as_str)?;
-            return crate::resources::unwrap(uri).map(|(node, _)| node);
-        }
-        _ => None,
-    };
-    node.and_then(Value::as_str).map(str::to_owned)
 }
 
 /// Longest node name Kubernetes allows (a DNS subdomain): a longer `node` is refused

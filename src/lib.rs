@@ -18,6 +18,7 @@
 //! - [`gateway`]: the tool handler: route a call, turn failures into tool errors;
 //!   policy checks and the audit line.
 //! - [`lists`]: prompts / resources / templates learned from one pod per build, cached.
+//! - [`content`]: prompts / resources / completion requests: policy gate and dispatch.
 //! - [`prompts`]: the backends' prompts per node (`node` argument first), prompts/get routed.
 //! - [`completion`]: completion/complete: `node` answered by the gateway, the rest routed.
 //! - [`resources`]: the backends' resources per node (`k8s-node://` URIs), read routed.
@@ -35,6 +36,7 @@ pub mod catalog;
 pub mod cluster;
 pub mod completion;
 pub mod config;
+pub mod content;
 pub mod demo;
 pub mod fanout;
 pub mod gateway;
