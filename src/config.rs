@@ -61,6 +61,13 @@ pub struct Settings {
     /// requests only work with sessions) or `modern` (2026-07-28 only).
     #[arg(long, env = "BACKEND_PROTOCOL", default_value = "auto")]
     pub backend_protocol: String,
+    /// Backend calls a gateway replica keeps open while 2026-07-28 clients answer
+    /// their mid-call questions (a legacy backend's elicitation, sampling, roots turned
+    /// into `input_required`): each holds a backend request and a task until the
+    /// client retries or the call's deadline passes. Beyond it questions are refused
+    /// at once, so the backend finishes in its own way.
+    #[arg(long, env = "MAX_WAITING_CALLS", default_value_t = 1024)]
+    pub max_waiting_calls: usize,
     /// Browser origins allowed to call the gateway, comma-separated (`*`: any). Loopback
     /// origins are always allowed; requests without Origin are not browser requests.
     #[arg(long, env = "ALLOWED_ORIGINS", default_value = "")]
@@ -396,6 +403,8 @@ pub struct Config {
     pub call_timeout: Duration,
     /// The era the gateway speaks to node servers (`BACKEND_PROTOCOL`).
     pub backend_mode: mcp_protocol::client::ClientMode,
+    /// Backend calls kept open for 2026-07-28 clients' answers (`MAX_WAITING_CALLS`).
+    pub max_waiting_calls: usize,
     /// Origin policy.
     pub origins: OriginPolicy,
     /// JSON logs.
@@ -587,6 +596,9 @@ impl Settings {
                 format!("{:?} must be an absolute path like /mcp", self.backend_path),
             ));
         }
+        if self.max_waiting_calls > 1_000_000 {
+            return Err(bad("MAX_WAITING_CALLS", "must be at most 1000000"));
+        }
         if self.call_timeout_seconds == 0 || self.call_timeout_seconds > 86_400 {
             return Err(bad("CALL_TIMEOUT_SECONDS", "must be 1-86400"));
         }
@@ -702,6 +714,7 @@ impl Settings {
             listen,
             call_timeout: Duration::from_secs(self.call_timeout_seconds),
             backend_mode,
+            max_waiting_calls: self.max_waiting_calls,
             origins: OriginPolicy::from_list(&self.allowed_origins),
             json_logs: self.log_format == "json",
             startup_wait: Duration::from_secs(self.startup_wait_seconds),

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use mcp_protocol::headers::ParamHeader;
 use mcp_protocol::jsonrpc::{self, ErrorObject};
 use mcp_protocol::mcp::{self, Era};
-use mcp_protocol::server::{BoxFuture, ToolCall, ToolHandler};
+use mcp_protocol::server::{BoxFuture, ClientRequest, ToolCall, ToolHandler};
 use serde_json::Value;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -23,6 +23,7 @@ use crate::catalog::{Catalog, NODE_PARAM};
 use crate::cluster::{Discovery, NodeMap};
 use crate::config::FanoutConfig;
 use crate::metrics::{CallOutcome, Metrics};
+use crate::parked::{Owner, ParkedCalls};
 use crate::policy::{PolicyStore, ToolFacts};
 use crate::upstream::{ForwardError, Upstreams};
 
@@ -41,6 +42,13 @@ pub struct Gateway {
     fanout: Option<Arc<FanoutConfig>>,
     /// The node-map tool's name, when it is on (see [`crate::nodemap`]).
     nodes_tool: Option<Arc<str>>,
+    /// Backend calls waiting for 2026-07-28 clients' answers (without it, a legacy
+    /// backend's questions to such a client are refused at once).
+    parked: Option<Arc<ParkedCalls>>,
+    /// The backends' prompt lists (see [`crate::prompts`]).
+    pub(crate) prompts: crate::prompts::Prompts,
+    /// The backends' resource lists (see [`crate::resources`]).
+    pub(crate) resources: crate::resources::Resources,
 }
 
 impl Gateway {
@@ -62,6 +70,9 @@ impl Gateway {
             audit_arguments: false,
             fanout: None,
             nodes_tool: None,
+            parked: None,
+            prompts: Default::default(),
+            resources: Default::default(),
         }
     }
 
@@ -76,6 +87,18 @@ impl Gateway {
     pub fn with_fanout(mut self, config: Option<FanoutConfig>) -> Self {
         self.fanout = config.map(Arc::new);
         self
+    }
+
+    /// The same gateway keeping a legacy backend's calls open in `parked` while a
+    /// 2026-07-28 client answers their questions.
+    pub fn with_parked(mut self, parked: Arc<ParkedCalls>) -> Self {
+        self.parked = Some(parked);
+        self
+    }
+
+    /// The calls waiting for clients' answers, when the gateway parks them.
+    pub fn parked(&self) -> Option<&Arc<ParkedCalls>> {
+        self.parked.as_ref()
     }
 
     /// The same gateway enforcing `policy`, with argument values in audit lines when
@@ -104,6 +127,16 @@ impl Gateway {
         if let Ok(mut c) = self.catalog.write() {
             *c = Arc::new(catalog);
         }
+    }
+
+    /// The backend clients.
+    pub fn upstreams(&self) -> &Arc<Upstreams> {
+        &self.upstreams
+    }
+
+    /// The deadline of one forwarded request.
+    pub fn call_timeout(&self) -> Duration {
+        self.call_timeout
     }
 
     /// The discovery the gateway routes with.
@@ -190,6 +223,15 @@ impl ToolHandler for Handler {
 
     fn call_tool(&self, call: ToolCall) -> BoxFuture<Result<Bytes, ErrorObject>> {
         self.0.call(call)
+    }
+
+    fn handles(&self, method_name: &str) -> bool {
+        crate::content::handles(method_name)
+    }
+
+    fn handle_request(&self, request: ClientRequest) -> BoxFuture<Result<Bytes, ErrorObject>> {
+        let gw = self.0.clone();
+        Box::pin(async move { crate::content::handle(&gw, request).await })
     }
 }
 
@@ -346,6 +388,11 @@ impl Gateway {
         if let Err(denial) = grants.check(&caller.subject, facts, &node) {
             return tool_error(CallOutcome::Denied, denial.0);
         }
+        let owner = Owner {
+            node: node.clone(),
+            tool: call.name.clone(),
+            caller: format!("{:?}:{}", caller.source, caller.subject),
+        };
         drop(grants);
         drop(policy);
         let nodes = self.discovery.nodes();
@@ -393,16 +440,15 @@ impl Gateway {
         }
         let client = self.upstreams.client(ip);
         let build = catalog.availability().pod_build(ip).map(|b| b.0);
+        let leg = crate::upstream::Leg {
+            progress: progress.as_ref(),
+            outbound: &outbound,
+            cancel: &cancel,
+            timeout: self.call_timeout,
+        };
+        let parked = self.parked.as_deref().map(|p| (p, owner));
         let sent = Instant::now();
-        let forwarded = crate::relay::forward_call(
-            client,
-            params,
-            progress.as_ref(),
-            &outbound,
-            &cancel,
-            self.call_timeout,
-        )
-        .await;
+        let forwarded = crate::relay::forward_call(client, params, &leg, parked).await;
         let took = sent.elapsed();
         let answer = match forwarded {
             Ok((Ok(raw), upstream_version)) => {
@@ -478,7 +524,7 @@ fn tool_error(era: Era, text: &str) -> Bytes {
 }
 
 /// Re-shapes a backend result for a client of the other era (`resultType`).
-fn convert_result(raw: &str, era: Era) -> Bytes {
+pub(crate) fn convert_result(raw: &str, era: Era) -> Bytes {
     match serde_json::from_str::<Value>(raw) {
         Ok(mut v) => {
             match era {
@@ -492,7 +538,7 @@ fn convert_result(raw: &str, era: Era) -> Bytes {
 }
 
 /// "Known nodes: a, b, c." — or, on a big cluster, the names closest to `wanted`.
-fn known_nodes_hint(nodes: &NodeMap, wanted: &str) -> String {
+pub(crate) fn known_nodes_hint(nodes: &NodeMap, wanted: &str) -> String {
     const LIST_ALL_UP_TO: usize = 20;
     let ready: Vec<&str> = nodes.ready().map(|e| e.node.as_str()).collect();
     if ready.is_empty() {

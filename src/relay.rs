@@ -3,27 +3,35 @@
 //! session is pooled and shared), and the backend's questions to the client
 //! (`elicitation/create`, `sampling/createMessage`, `roots/list`).
 //!
-//! - Legacy backend: its request arrives on the call's SSE stream; the upstream client
-//!   asks the calling client through the call's [`Outbound`] and POSTs the answer in
-//!   the backend session. A client that cannot be asked (capability not declared, a
-//!   2026-07-28 client, a JSON-only request) is refused at once, so the backend gets an
-//!   error it handles itself and nothing waits for the call timeout.
+//! - Legacy backend, legacy client: the backend's request arrives on the call's SSE
+//!   stream; the upstream client asks the calling client through the call's
+//!   [`Outbound`] and POSTs the answer in the backend session. A client that cannot be
+//!   asked (capability not declared, a JSON-only request, too many calls waiting) is
+//!   refused at once, so the backend gets an error it handles itself and nothing waits
+//!   for the call timeout.
 //! - 2026-07-28 backend, 2026-07-28 client: `input_required` results pass through
 //!   untouched; the retry carries the same `node` argument, so it reaches the same node.
 //! - 2026-07-28 backend, legacy client: each `inputRequests` entry becomes a request on
 //!   the client's stream, and the gateway retries the backend with `inputResponses`
 //!   (and the backend's `requestState`), at most [`MAX_INPUT_ROUNDS`] times.
+//! - Legacy backend, 2026-07-28 client ([`forward_modern`]): the backend call runs on
+//!   its own; its question becomes an `input_required` result whose sealed
+//!   `requestState` names the call parked in [`crate::parked`]; the client's retry
+//!   hands the answers to the waiting backend, and the call goes on (another question,
+//!   or the result).
 
 use mcp_protocol::client::{McpClient, Reply};
 use mcp_protocol::jsonrpc::{self, ErrorObject, Message};
 use mcp_protocol::mcp::{Era, ProtocolVersion, meta, method};
+use mcp_protocol::mrtr;
 use mcp_protocol::server::{BoxFuture, Outbound, ProgressSink};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
-use crate::upstream::{self, ForwardError};
+use crate::parked::{BackendCall, Event, Forwarded, Owner, ParkedCalls, Question};
+use crate::upstream::{self, ForwardError, Leg};
 
 /// Rounds of `input_required` the gateway answers for a legacy client before it gives
 /// up with an error (a backend that keeps asking must not loop forever).
@@ -79,24 +87,24 @@ pub fn asker(
 
 /// Forwards a call like [`upstream::forward`], and answers a 2026-07-28 backend's
 /// `input_required` results for a legacy client by asking it and retrying.
+///
+/// With `parked` (the calls waiting for answers and who this call belongs to), a
+/// 2026-07-28 client's call goes through [`forward_modern`], so a legacy backend's
+/// questions reach it as `input_required`.
 pub async fn forward_call(
     client: Arc<McpClient>,
     mut params: Map<String, Value>,
-    progress: Option<&ProgressSink>,
-    outbound: &Outbound,
-    cancel: &CancellationToken,
-    timeout: Duration,
+    leg: &Leg<'_>,
+    parked: Option<(&ParkedCalls, Owner)>,
 ) -> Result<(Reply, ProtocolVersion), ForwardError> {
+    if leg.outbound.version().era() == Era::Modern
+        && let Some((parked, owner)) = parked
+    {
+        return forward_modern(parked, client, params, leg, owner).await;
+    }
+    let (outbound, timeout) = (leg.outbound, leg.timeout);
     for _ in 0..MAX_INPUT_ROUNDS {
-        let (reply, version) = upstream::forward(
-            client.clone(),
-            params.clone(),
-            progress,
-            outbound,
-            cancel,
-            timeout,
-        )
-        .await?;
+        let (reply, version) = upstream::forward(client.clone(), params.clone(), leg).await?;
         if version.era() != Era::Modern || outbound.version().era() != Era::Legacy {
             return Ok((reply, version));
         }
@@ -129,6 +137,171 @@ pub async fn forward_call(
     ))
 }
 
+/// Forwards a call of a 2026-07-28 client: a new call starts a [`BackendCall`]; a
+/// retry whose `requestState` the gateway minted resumes the parked call it names,
+/// answering its questions with the retry's `inputResponses`. Notifications go to
+/// this request's stream (progress under this request's token); a backend question
+/// the client can answer parks the call and answers `input_required`; one it cannot
+/// (capability not declared, too many calls waiting) is refused at once.
+pub async fn forward_modern(
+    parked: &ParkedCalls,
+    client: Arc<McpClient>,
+    mut params: Map<String, Value>,
+    leg: &Leg<'_>,
+    owner: Owner,
+) -> Forwarded {
+    let state = params
+        .get("requestState")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let call = match state {
+        Some(state) if ParkedCalls::is_ours(&state) => {
+            let (call, questions) = match parked.resume(&state, &owner) {
+                Ok(resumed) => resumed,
+                Err(e) => return Ok((Err(e), ProtocolVersion::LATEST_MODERN)),
+            };
+            let responses = params.get("inputResponses").and_then(Value::as_object);
+            let unanswered = answer_questions(questions, responses);
+            if unanswered.is_empty() {
+                call
+            } else {
+                // Asked again for what is missing, as the spec suggests.
+                match park_or_refuse(parked, call, unanswered, owner.clone()) {
+                    Ok(result) => return Ok(result),
+                    Err(call) => call,
+                }
+            }
+        }
+        other => {
+            if other.is_some()
+                && let Ok(conn) = client.connect().await
+                && conn.version.era() == Era::Legacy
+            {
+                return Ok((
+                    Err(ErrorObject::invalid_params(
+                        "requestState is not one this gateway issued, and the node's server keeps no state of its own; call the tool again without inputResponses and requestState",
+                    )
+                    .with_data(json!({ "reason": "invalid" }))),
+                    ProtocolVersion::LATEST_MODERN,
+                ));
+            }
+            upstream::prepare(&mut params, leg.outbound);
+            BackendCall::start(client, params, leg.timeout)
+        }
+    };
+    drive(parked, call, leg, owner).await
+}
+
+/// Relays what a backend call reports to this request until it answers, asks the
+/// client something (then the call is parked), or the client cancels.
+async fn drive(
+    parked: &ParkedCalls,
+    mut call: BackendCall,
+    leg: &Leg<'_>,
+    owner: Owner,
+) -> Forwarded {
+    let Leg {
+        progress,
+        outbound,
+        cancel,
+        ..
+    } = *leg;
+    loop {
+        let event = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Err(ForwardError::Cancelled),
+            event = call.next() => event,
+        };
+        match event {
+            None => {
+                return Ok((
+                    Err(ErrorObject::internal(
+                        "the backend call ended without an answer",
+                    )),
+                    ProtocolVersion::LATEST_MODERN,
+                ));
+            }
+            Some(Event::Done(out)) => return out,
+            Some(Event::Note(note)) => relay_note(note, progress, outbound),
+            Some(Event::Ask { request, answer }) => {
+                let params = request.params.unwrap_or_default();
+                if let Some(e) = outbound.missing_capability(&request.method, &params) {
+                    tracing::debug!(method = %request.method, "backend question refused: the client lacks the capability");
+                    let _ = answer.send(Err(e));
+                    continue;
+                }
+                let question = Question {
+                    key: format!("gw-{}", request.id),
+                    request: mrtr::input_request(&request.method, &params),
+                    answer,
+                };
+                match park_or_refuse(parked, call, vec![question], owner.clone()) {
+                    Ok(result) => return Ok(result),
+                    Err(back) => call = back,
+                }
+            }
+        }
+    }
+}
+
+/// Parks `call` with its open `questions` and gives the client's `input_required`
+/// answer; when too many calls wait, refuses the questions (the backend goes on) and
+/// gives the call back.
+fn park_or_refuse(
+    parked: &ParkedCalls,
+    call: BackendCall,
+    questions: Vec<Question>,
+    owner: Owner,
+) -> Result<(mcp_protocol::client::Reply, ProtocolVersion), BackendCall> {
+    match parked.park(call, questions, owner) {
+        Ok(result) => {
+            let raw = serde_json::value::to_raw_value(&result).map_err(ErrorObject::internal);
+            Ok((raw, ProtocolVersion::LATEST_MODERN))
+        }
+        Err((call, questions)) => {
+            let e = ErrorObject::internal(
+                "the gateway holds too many calls waiting for answers; try again shortly",
+            );
+            tracing::warn!(
+                "too many calls waiting for clients' input (MAX_WAITING_CALLS): a backend question refused"
+            );
+            for q in questions {
+                let _ = q.answer.send(Err(e.clone()));
+            }
+            Err(call)
+        }
+    }
+}
+
+/// Hands each question its answer from `responses`; returns the unanswered ones.
+fn answer_questions(
+    questions: Vec<Question>,
+    responses: Option<&Map<String, Value>>,
+) -> Vec<Question> {
+    let mut open = Vec::new();
+    for q in questions {
+        match responses.and_then(|r| r.get(&q.key)) {
+            Some(answer) => {
+                let _ = q.answer.send(Ok(mrtr::answer(answer.clone())));
+            }
+            None => open.push(q),
+        }
+    }
+    open
+}
+
+/// One notification of a backend call to the current request: progress under this
+/// request's token (dropped without one), the rest filtered for the client.
+fn relay_note(note: bytes::Bytes, progress: Option<&ProgressSink>, outbound: &Outbound) {
+    if is_progress(&note) {
+        if let Some(sink) = progress {
+            sink.send_raw(mrtr::readdress_progress(note, sink.token()));
+        }
+    } else if mrtr::relayable_to(outbound.version().era(), &note) {
+        outbound.relay(note);
+    }
+}
+
 /// The `inputRequests` and `requestState` of an `input_required` result, if it is one.
 pub fn input_required(raw: &str) -> Option<(Map<String, Value>, Option<String>)> {
     let v: Value = serde_json::from_str(raw).ok()?;
@@ -146,6 +319,9 @@ pub fn input_required(raw: &str) -> Option<(Map<String, Value>, Option<String>)>
         .map(str::to_owned);
     Some((requests, state))
 }
+
+/// Numbers the questions the gateway asks legacy clients (unique `elicitationId`s).
+static NEXT_QUESTION: AtomicU64 = AtomicU64::new(1);
 
 /// Asks the client each input request in turn (legacy: on its stream); the first
 /// refusal or error ends the call with that error.
@@ -166,6 +342,8 @@ async fn ask_all(
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default();
+        let id_hint = format!("{key}-{}", NEXT_QUESTION.fetch_add(1, Ordering::Relaxed));
+        let params = mrtr::legacy_params(method_name, &params, &id_hint);
         let raw = outbound.request(method_name, params, deadline).await?;
         let answer: Value = serde_json::from_str(raw.get()).map_err(ErrorObject::internal)?;
         responses.insert(key, answer);

@@ -260,7 +260,11 @@ pub async fn start_with(
         )
         .with_access(policy, config.audit_arguments)
         .with_fanout(config.catalog.fanout.clone())
-        .with_nodes_tool(config.catalog.nodes_tool.clone()),
+        .with_nodes_tool(config.catalog.nodes_tool.clone())
+        .with_parked(crate::parked::ParkedCalls::new(
+            sealer.clone(),
+            config.max_waiting_calls,
+        )),
     );
     let mut server_config = ServerConfig::new("k8s-aggregator-mcp", env!("CARGO_PKG_VERSION"));
     server_config.info = Implementation {
@@ -291,6 +295,7 @@ pub async fn start_with(
     let stop = tokio_util::sync::CancellationToken::new();
     sealer.watch(stop.clone());
     let mcp = McpServer::new(server_config, Handler(gateway.clone()));
+    announce_capabilities(&mcp, &upstreams);
     Ok(App {
         mcp,
         gateway,
@@ -335,6 +340,17 @@ pub fn build_catalog(builds: &Builds, nodes: &NodeMap, config: &CatalogConfig) -
         .collect();
     let catalog = Catalog::build_with(union.tools, gateway_tools, union.availability, LIST_TTL_MS);
     (catalog, report)
+}
+
+/// Announces the union of the connected backends' capabilities (see
+/// [`crate::capabilities`]) to clients that initialize or discover from now on.
+fn announce_capabilities(mcp: &McpServer<Handler>, upstreams: &Upstreams) {
+    let backends = upstreams.capabilities();
+    let announced = crate::capabilities::union(&backends);
+    if *mcp.capabilities() != announced {
+        tracing::info!(capabilities = %announced, "announcing the backends' capabilities");
+        mcp.set_capabilities(announced);
+    }
 }
 
 fn log_catalog(catalog: &Catalog) {
@@ -399,6 +415,7 @@ pub async fn follow_cluster(app: App) {
         }
         // Always swap: who serves what may have changed even when the list did not.
         app.gateway.set_catalog(catalog);
+        announce_capabilities(&app.mcp, &app.upstreams);
         if changed {
             app.mcp.notify_tools_changed();
         }

@@ -11,7 +11,8 @@
 
 use bytes::Bytes;
 use mcp_protocol::client::{
-    ClientError, ClientOptions, McpClient, Reply, RequestOptions, SharedHeaders, http_client,
+    ClientError, ClientOptions, McpClient, OnRequest, Reply, RequestOptions, SharedHeaders,
+    http_client,
 };
 use mcp_protocol::jsonrpc::RequestId;
 use mcp_protocol::mcp::{ProtocolVersion, meta};
@@ -179,6 +180,18 @@ impl Upstreams {
         }
     }
 
+    /// The capabilities each connected backend announced.
+    pub fn capabilities(&self) -> Vec<Value> {
+        let clients = match self.clients.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        clients
+            .values()
+            .filter_map(|c| c.connection().map(|conn| conn.capabilities.clone()))
+            .collect()
+    }
+
     /// Number of pooled clients (for metrics).
     pub fn len(&self) -> usize {
         self.clients.lock().map(|c| c.len()).unwrap_or(0)
@@ -188,6 +201,20 @@ impl Upstreams {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The client side of one forwarded call: where its progress and messages go, its
+/// cancellation and its deadline.
+#[derive(Clone, Copy)]
+pub struct Leg<'a> {
+    /// Progress for the client, when it asked for it and can receive it.
+    pub progress: Option<&'a ProgressSink>,
+    /// The client request's outbound channel (log messages, questions).
+    pub outbound: &'a Outbound,
+    /// Cancelled when the client cancels.
+    pub cancel: &'a CancellationToken,
+    /// The call's deadline.
+    pub timeout: Duration,
 }
 
 /// Forwards a tools/call to a backend and returns its answer and the revision it
@@ -200,14 +227,15 @@ impl Upstreams {
 pub async fn forward(
     client: Arc<McpClient>,
     mut params: Map<String, Value>,
-    progress: Option<&ProgressSink>,
-    outbound: &Outbound,
-    cancel: &CancellationToken,
-    timeout: Duration,
+    leg: &Leg<'_>,
 ) -> Result<(Reply, ProtocolVersion), ForwardError> {
-    strip_protocol_meta(&mut params);
-    crate::relay::pass_client_meta(&mut params, outbound);
-    let id = client.next_id();
+    let Leg {
+        progress,
+        outbound,
+        cancel,
+        timeout,
+    } = *leg;
+    prepare(&mut params, outbound);
     let mut relay = |note: Bytes| {
         if crate::relay::is_progress(&note) {
             if let Some(sink) = progress {
@@ -218,11 +246,33 @@ pub async fn forward(
         }
     };
     let ask = crate::relay::asker(outbound.clone(), timeout);
+    forward_with(client, params, &mut relay, &ask, cancel, timeout).await
+}
+
+/// The params of a call as a backend is sent them: the caller's own protocol `_meta`
+/// replaced by what the backend needs to know about the calling client.
+pub fn prepare(params: &mut Map<String, Value>, outbound: &Outbound) {
+    strip_protocol_meta(params);
+    crate::relay::pass_client_meta(params, outbound);
+}
+
+/// [`forward`] with the relay spelled out: `on_note` receives every notification the
+/// backend streams, `on_request` answers its mid-call requests; `params` are sent as
+/// they are (see [`prepare`]).
+pub async fn forward_with(
+    client: Arc<McpClient>,
+    params: Map<String, Value>,
+    on_note: &mut (dyn FnMut(Bytes) + Send),
+    on_request: &OnRequest,
+    cancel: &CancellationToken,
+    timeout: Duration,
+) -> Result<(Reply, ProtocolVersion), ForwardError> {
+    let id = client.next_id();
     let opts = RequestOptions {
         id: Some(id.clone()),
-        on_notification: Some(&mut relay as &mut (dyn FnMut(Bytes) + Send)),
+        on_notification: Some(on_note),
         timeout: Some(timeout),
-        on_request: Some(&ask),
+        on_request: Some(on_request),
     };
     // If this future is dropped mid-call (the client went away), the guard tells a
     // legacy backend; a 2026-07-28 backend sees its stream close.

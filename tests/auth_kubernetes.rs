@@ -779,3 +779,34 @@ fn strip_ansi(text: &str) -> String {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompts_and_resources_are_served_only_to_callers_the_policy_does_not_limit() {
+    let policy = policy_file("content", POLICY);
+    let c = secured(11, &policy, &[]).await;
+    let url = c.url();
+    for mode in [ClientMode::Legacy, ClientMode::Modern] {
+        let ops = client_with_token(&url, mode, "ops-token");
+        let listed = ops
+            .request("prompts/list", serde_json::Map::new(), Default::default())
+            .await
+            .unwrap()
+            .expect("ops may list prompts");
+        assert!(listed.get().contains("triage_node"), "{mode:?}: {listed}");
+        let reader = client_with_token(&url, mode, "reader-token");
+        let mut params = serde_json::Map::new();
+        params.insert(
+            "uri".into(),
+            "k8s-node://node-1/node%3A%2F%2Fos-release".into(),
+        );
+        let refused = reader
+            .request("resources/read", params, Default::default())
+            .await
+            .unwrap()
+            .expect_err("the reader's policy names one tool only");
+        assert!(
+            refused.message.contains("Not allowed"),
+            "{mode:?}: {refused:?}"
+        );
+    }
+}

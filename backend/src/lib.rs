@@ -3,12 +3,14 @@
 //!
 //! - [`tools`]: the node tools, read from procfs and statvfs.
 //! - [`server`]: the MCP handler over the tools and the HTTP routes.
+//! - [`content`]: the resource `node://os-release` and the prompt `triage_node`.
 //! - [`interactive`]: `confirm_cpu_usage` (optional), which logs and asks the client
 //!   mid-call, to test relays of those.
 //! - [`auth`]: who may call (`CLIENT_AUTH`): only the gateway, by its ServiceAccount
 //!   token or a static token.
 
 pub mod auth;
+pub mod content;
 pub mod interactive;
 pub mod server;
 pub mod tools;

@@ -24,7 +24,7 @@ pub struct NodeTools {
     list_modern: Bytes,
     /// Known tool names (none declares `x-mcp-header`).
     names: HashMap<String, Arc<[ParamHeader]>>,
-    /// Whether `confirm_cpu_usage` is served (`INTERACTIVE_TOOLS`).
+    /// Whether `confirm_cpu_usage` and `ask_client` are served (`INTERACTIVE_TOOLS`).
     interactive: bool,
 }
 
@@ -40,6 +40,7 @@ impl NodeTools {
         let mut defs = ctx.definitions();
         if interactive {
             defs.push(crate::interactive::definition());
+            defs.push(crate::interactive::ask_definition());
         }
         let list = |era| {
             Bytes::from(
@@ -79,10 +80,32 @@ impl ToolHandler for NodeTools {
         self.names.get(tool).cloned()
     }
 
+    fn handles(&self, method_name: &str) -> bool {
+        crate::content::handles(method_name)
+    }
+
+    fn handle_request(
+        &self,
+        request: mcp_protocol::server::ClientRequest,
+    ) -> BoxFuture<Result<Bytes, ErrorObject>> {
+        let era = request.outbound.version().era();
+        let answer = crate::content::answer(&self.ctx, era, &request.method, &request.params)
+            .and_then(|v| serde_json::to_vec(&v).map_err(ErrorObject::internal));
+        Box::pin(async move { answer.map(Bytes::from) })
+    }
+
     fn call_tool(&self, call: ToolCall) -> BoxFuture<Result<Bytes, ErrorObject>> {
         let ctx = self.ctx.clone();
         if self.interactive && call.name == crate::interactive::NAME {
             return Box::pin(confirm_cpu_usage(ctx, call));
+        }
+        if self.interactive && call.name == crate::interactive::ASK {
+            return Box::pin(async move {
+                let result = crate::interactive::ask_client(&call, &ctx.node_name).await;
+                serde_json::to_vec(&result)
+                    .map(Bytes::from)
+                    .map_err(ErrorObject::internal)
+            });
         }
         Box::pin(async move {
             tracing::debug!(tool = %call.name, "tool call started");
@@ -262,6 +285,7 @@ pub async fn run_with_options(
     let cfg = server_config(&ctx.node_name);
     let ttl = cfg.list_ttl_ms;
     let server = McpServer::new(cfg, NodeTools::with_interactive(ctx, ttl, interactive));
+    server.set_capabilities(crate::content::capabilities());
     let stop = server.clone();
     let shutdown = async move {
         shutdown.await;

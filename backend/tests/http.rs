@@ -543,16 +543,17 @@ async fn malformed_json_and_non_requests_in_both_eras() {
 #[tokio::test]
 async fn unknown_methods_are_32601_and_404_in_2026() {
     let b = Backend::start(21).await;
+    // A method only clients serve (resources/* and prompts/* are served now).
     for rev in ["2025-03-26", "2025-06-18", "2025-11-25"] {
         let era = Era::legacy(&b, rev).await;
         let a = era
-            .request(&b, json!("m-1"), "resources/list", json!({}))
+            .request(&b, json!("m-1"), "sampling/createMessage", json!({}))
             .await;
         let r = a.expect_error(StatusCode::OK, -32601);
         assert_eq!(r["id"], "m-1");
     }
     let a = Era::Modern
-        .request(&b, json!("m-2"), "resources/list", json!({}))
+        .request(&b, json!("m-2"), "sampling/createMessage", json!({}))
         .await;
     let r = a.expect_error(StatusCode::NOT_FOUND, -32601);
     assert_eq!(r["id"], "m-2");

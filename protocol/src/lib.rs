@@ -6,6 +6,8 @@
 //!   cached keys, bounded refresh and an asymmetric-only algorithm allow-list.
 //! - [`jsonrpc`]: JSON-RPC 2.0 envelopes, ids, error codes; payloads stay raw JSON.
 //! - [`mcp`]: protocol revisions and their two eras, method names, `_meta` keys, builders.
+//! - [`mrtr`]: mid-call questions across eras (legacy server-to-client requests <->
+//!   2026-07-28 `input_required` input requests and responses).
 //! - [`headers`]: the HTTP rules of Streamable HTTP: Accept / Content-Type negotiation,
 //!   Origin validation, header names, the 2026-07-28 header/body checks and `x-mcp-header`.
 //! - [`sse`]: Server-Sent Events encoder and incremental decoder.
@@ -29,6 +31,7 @@ pub mod client;
 pub mod headers;
 pub mod jsonrpc;
 pub mod mcp;
+pub mod mrtr;
 pub mod seal;
 pub mod serve;
 pub mod server;

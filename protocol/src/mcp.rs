@@ -127,6 +127,14 @@ pub mod method {
     pub const SAMPLING: &str = "sampling/createMessage";
     /// Server-to-client: ask the client for its roots.
     pub const ROOTS_LIST: &str = "roots/list";
+    /// List the prompts.
+    pub const PROMPTS_LIST: &str = "prompts/list";
+    /// Get one prompt with its arguments filled in.
+    pub const PROMPTS_GET: &str = "prompts/get";
+    /// Complete an argument of a prompt or resource template.
+    pub const COMPLETE: &str = "completion/complete";
+    /// Legacy URL-mode elicitation finished out of band (2025-11-25).
+    pub const ELICITATION_COMPLETE: &str = "notifications/elicitation/complete";
 }
 
 /// `_meta` keys defined by the 2026-07-28 revision.

@@ -5,7 +5,9 @@
 //! sends nothing still answered with JSON, and the 2026-07-28 `input_required` shape.
 //! Every message emitted is validated against the schema of its revision.
 
+mod common;
 use bytes::Bytes;
+use common::schema::assert_valid;
 use http::{Request as HttpRequest, StatusCode};
 use http_body_util::{BodyExt, Full};
 use mcp_protocol::body::Body;
@@ -135,30 +137,6 @@ impl Events {
             }
         }
     }
-}
-
-fn schema(rev: &str, def: &str) -> jsonschema::Validator {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("tests/mcp-schema/{rev}.json"));
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let key = if doc.get("$defs").is_some() {
-        "$defs"
-    } else {
-        "definitions"
-    };
-    jsonschema::validator_for(
-        &json!({"$schema": doc["$schema"], key: doc[key], "$ref": format!("#/{key}/{def}")}),
-    )
-    .unwrap()
-}
-
-#[track_caller]
-fn assert_valid(rev: &str, def: &str, v: &Value) {
-    let errors: Vec<String> = schema(rev, def)
-        .iter_errors(v)
-        .map(|e| e.to_string())
-        .collect();
-    assert!(errors.is_empty(), "{rev} {def}: {errors:?}\n{v}");
 }
 
 fn result_text(v: &Value) -> &str {

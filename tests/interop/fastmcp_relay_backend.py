@@ -8,6 +8,14 @@ Tools (each names the node this server stands for in its answer):
     note; returns what the client answered (or how it refused).
   * ``ask_model``   -> sampling/createMessage; returns the model's text.
   * ``show_roots``  -> roots/list; returns the client's root URIs.
+  * ``connect_account`` -> URL-mode elicitation (the user opens a link); returns the
+    client's action.
+  * ``confirm_then_sample`` -> two questions in turn (elicitation, then sampling).
+  * ``count_steps`` -> reports progress for each of ``steps`` steps.
+
+Prompt ``diagnose(service, severity)`` names the node; ``service`` completes from a
+list that includes ``<node>-agent``. Resources: ``node://info`` (text naming the
+node) and the template ``node://logs/{name}`` (``name`` completes like ``service``).
 
 Run:
   .interop/venv/bin/python tests/interop/fastmcp_relay_backend.py --host 127.0.0.1 --port 9100 \
@@ -56,21 +64,27 @@ async def confirm(ctx: Context, question: str = "Proceed?") -> str:
     return f"{NODE_NAME}: {got.action}"
 
 
+async def sample(ctx: Context, prompt: str) -> str:
+    """Ask the client's model (sampling/createMessage); its text."""
+    from mcp.types import SamplingMessage, TextContent
+
+    res = await ctx.session.create_message(
+        messages=[SamplingMessage(role="user", content=TextContent(type="text", text=prompt))],
+        max_tokens=32,
+        # On the call's own stream (the gateway opens no standalone GET stream).
+        related_request_id=ctx.request_id,
+    )
+    return str(getattr(res.content, "text", res.content))
+
+
 @mcp.tool
 async def ask_model(ctx: Context, prompt: str = "Say hi") -> str:
     """Ask the client's model (sampling/createMessage)."""
-    from mcp.types import SamplingMessage, TextContent
-
     try:
-        res = await ctx.session.create_message(
-            messages=[SamplingMessage(role="user", content=TextContent(type="text", text=prompt))],
-            max_tokens=32,
-            # On the call's own stream (the gateway opens no standalone GET stream).
-            related_request_id=ctx.request_id,
-        )
+        said = await sample(ctx, prompt)
     except Exception as e:
         return f"{NODE_NAME}: sampling failed: {e}"
-    return f"{NODE_NAME}: model said {getattr(res.content, 'text', res.content)}"
+    return f"{NODE_NAME}: model said {said}"
 
 
 @mcp.tool
@@ -90,6 +104,75 @@ async def show_roots(ctx: Context) -> str:
     except Exception as e:
         return f"{NODE_NAME}: roots failed: {e}"
     return f"{NODE_NAME}: roots " + ",".join(str(r.uri) for r in res.roots)
+
+
+@mcp.tool
+async def connect_account(ctx: Context, account: str = "demo") -> str:
+    """Send the user to a link (URL-mode elicitation) to connect an account."""
+    try:
+        res = await ctx.session.elicit_url(
+            message=f"Connect the account {account} on {NODE_NAME}",
+            url=f"https://accounts.example.com/connect?account={account}&node={NODE_NAME}",
+            elicitation_id=f"connect-{account}",
+            related_request_id=ctx.request_id,
+        )
+    except Exception as e:
+        return f"{NODE_NAME}: url elicitation failed: {e}"
+    return f"{NODE_NAME}: url {res.action}"
+
+
+@mcp.tool
+async def confirm_then_sample(ctx: Context) -> str:
+    """Ask two questions in turn: a confirmation (elicitation), then the model (sampling)."""
+    try:
+        got = await ctx.elicit("Proceed?", Answer)
+        if got.action != "accept":
+            return f"{NODE_NAME}: {got.action}"
+        said = await sample(ctx, "Say hi")
+    except Exception as e:
+        return f"{NODE_NAME}: questions failed: {e}"
+    return f"{NODE_NAME}: note={got.data.note} model said {said}"
+
+
+@mcp.tool
+async def count_steps(ctx: Context, steps: int = 3) -> str:
+    """Report progress for each step."""
+    import anyio
+
+    for i in range(1, steps + 1):
+        await ctx.report_progress(i, steps, f"step {i}")
+        await anyio.sleep(0.05)
+    return f"{NODE_NAME}: counted {steps}"
+
+
+@mcp.prompt
+def diagnose(service: str, severity: str = "warning") -> str:
+    """Ask for a diagnosis of a service on this node."""
+    return f"On node {NODE_NAME}, diagnose {service} (severity {severity})."
+
+
+@mcp.resource("node://info")
+def node_info() -> str:
+    """Which node this is."""
+    return f"node {NODE_NAME}"
+
+
+@mcp.resource("node://logs/{name}")
+def node_log(name: str) -> str:
+    """The (simulated) log of a service."""
+    return f"{NODE_NAME} log of {name}"
+
+
+@mcp.completion
+def complete(ref, argument, context):
+    from mcp_types import PromptReference, ResourceTemplateReference
+
+    options = ["kubelet", "containerd", f"{NODE_NAME}-agent"]
+    if isinstance(ref, PromptReference) and ref.name == "diagnose" and argument.name == "service":
+        return [o for o in options if o.startswith(argument.value)]
+    if isinstance(ref, ResourceTemplateReference) and ref.uri == "node://logs/{name}" and argument.name == "name":
+        return [o for o in options if o.startswith(argument.value)]
+    return None
 
 
 def main() -> None:

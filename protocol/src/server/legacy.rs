@@ -34,7 +34,7 @@ impl<H: ToolHandler> McpServer<H> {
         let result = mcp::initialize_result(
             version,
             &cfg.info,
-            &self.inner.capabilities,
+            &self.capabilities(),
             cfg.instructions.as_deref(),
         );
         let mut resp = json_result(&req.id, &result);

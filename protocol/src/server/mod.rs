@@ -276,8 +276,9 @@ struct Inner<H> {
     catalog_generation: watch::Sender<u64>,
     /// Ends long-lived streams at shutdown.
     shutdown: CancellationToken,
-    /// Capabilities announced in initialize / discover.
-    capabilities: Value,
+    /// Capabilities announced in initialize / discover (a relay replaces them with
+    /// what its backends offer, [`McpServer::set_capabilities`]).
+    capabilities: std::sync::RwLock<Arc<Value>>,
     /// Request-body limits and the shared budget.
     body: BodyLimits,
     /// Long-lived streams open.
@@ -319,11 +320,11 @@ impl<H: ToolHandler> McpServer<H> {
                 handler,
                 catalog_generation,
                 shutdown: CancellationToken::new(),
-                capabilities: {
+                capabilities: std::sync::RwLock::new(Arc::new({
                     let mut c = mcp::tools_capabilities(true);
                     c["logging"] = json!({});
                     c
-                },
+                })),
             }),
         }
     }
@@ -331,6 +332,25 @@ impl<H: ToolHandler> McpServer<H> {
     /// The handler.
     pub fn handler(&self) -> &H {
         &self.inner.handler
+    }
+
+    /// The capabilities announced in initialize / discover (tools and logging unless
+    /// replaced).
+    pub fn capabilities(&self) -> Arc<Value> {
+        match self.inner.capabilities.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the announced capabilities (a relay announces what its backends
+    /// offer); sessions already initialized keep what they were told.
+    pub fn set_capabilities(&self, capabilities: Value) {
+        let mut c = match self.inner.capabilities.write() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *c = Arc::new(capabilities);
     }
 
     /// Tells every open GET and listen stream that the tool list changed.

@@ -100,7 +100,7 @@ impl<H: ToolHandler> McpServer<H> {
                 let cfg = &self.inner.config;
                 let result = mcp::discover_result(
                     &cfg.info,
-                    &self.inner.capabilities,
+                    &self.capabilities(),
                     cfg.instructions.as_deref(),
                     cfg.list_ttl_ms,
                 );

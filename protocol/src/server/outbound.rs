@@ -132,16 +132,8 @@ impl Outbound {
     /// the capability is not declared (-32021 with `requiredCapabilities`), or the
     /// request has no way to carry it.
     pub fn refusal(&self, method_name: &str, params: &Map<String, Value>) -> Option<ErrorObject> {
-        if let Some(required) = mcp::required_client_capability(method_name, params)
-            && !mcp::has_capability(&self.capabilities, &required)
-        {
-            return Some(
-                ErrorObject::new(
-                    jsonrpc::MISSING_CLIENT_CAPABILITY,
-                    format!("the client did not declare the capability {method_name} needs"),
-                )
-                .with_data(json!({ "requiredCapabilities": required })),
-            );
+        if let Some(e) = self.missing_capability(method_name, params) {
+            return Some(e);
         }
         if self.version.era() == Era::Modern {
             return Some(ErrorObject::internal(
@@ -159,6 +151,28 @@ impl Outbound {
             ));
         }
         None
+    }
+
+    /// The refusal of a server-to-client request whose capability the client did not
+    /// declare (-32021 with `requiredCapabilities`), in either era: a 2026-07-28
+    /// relay must not put such a request into `inputRequests` either.
+    pub fn missing_capability(
+        &self,
+        method_name: &str,
+        params: &Map<String, Value>,
+    ) -> Option<ErrorObject> {
+        let required = mcp::required_client_capability(method_name, params)?;
+        // A detached channel (no client declared anything) has no capabilities.
+        if self.capabilities.is_object() && mcp::has_capability(&self.capabilities, &required) {
+            return None;
+        }
+        Some(
+            ErrorObject::new(
+                jsonrpc::MISSING_CLIENT_CAPABILITY,
+                format!("the client did not declare the capability {method_name} needs"),
+            )
+            .with_data(json!({ "requiredCapabilities": required })),
+        )
     }
 
     /// Sends a server-to-client request on this request's stream and waits up to

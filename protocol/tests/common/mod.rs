@@ -1,5 +1,9 @@
 //! Shared by the protocol integration tests: a throwaway HTTP server on 127.0.0.1:0
-//! running the crate's own accept loop.
+//! running the crate's own accept loop, and the schema harness ([`schema`]).
+// Each test binary uses part of this module.
+#![allow(dead_code)]
+
+pub mod schema;
 
 use http::{Request as HttpRequest, Response};
 use hyper::body::Incoming;

@@ -1,0 +1,117 @@
+//! What the node server offers beside tools, so a relay's resources and prompts are
+//! tested against a 2026-07-28 server too: the resource `node://os-release` (the
+//! host's `/etc/os-release`, at most [`MAX_RESOURCE_BYTES`]) and the prompt
+//! `triage_node` (asks a model to triage this node, optionally about one symptom).
+
+use mcp_protocol::jsonrpc::ErrorObject;
+use mcp_protocol::mcp::{self, Era, method};
+use serde_json::{Map, Value, json};
+
+use crate::tools::ToolContext;
+
+/// The resource's URI.
+pub const OS_RELEASE: &str = "node://os-release";
+/// The prompt's name.
+pub const TRIAGE: &str = "triage_node";
+/// Most bytes of a file served as a resource.
+pub const MAX_RESOURCE_BYTES: u64 = 64 * 1024;
+
+/// The methods served here.
+pub fn handles(method_name: &str) -> bool {
+    matches!(
+        method_name,
+        method::PROMPTS_LIST
+            | method::PROMPTS_GET
+            | "resources/list"
+            | "resources/templates/list"
+            | "resources/read"
+    )
+}
+
+/// The capabilities the server announces with them.
+pub fn capabilities() -> Value {
+    let mut c = mcp::tools_capabilities(true);
+    c["logging"] = json!({});
+    c["resources"] = json!({});
+    c["prompts"] = json!({});
+    c
+}
+
+fn list(era: Era, key: &str, items: Value) -> Value {
+    let mut v = json!({ key: items });
+    if era == Era::Modern {
+        v["resultType"] = "complete".into();
+        v["ttlMs"] = 60_000.into();
+        v["cacheScope"] = "public".into();
+    }
+    v
+}
+
+/// Answers one of the methods [`handles`] names.
+pub fn answer(
+    ctx: &ToolContext,
+    era: Era,
+    method_name: &str,
+    params: &Map<String, Value>,
+) -> Result<Value, ErrorObject> {
+    let mut v = match method_name {
+        "resources/list" => {
+            return Ok(list(
+                era,
+                "resources",
+                json!([{"uri": OS_RELEASE, "name": "os-release", "title": "The node's OS release",
+                        "mimeType": "text/plain"}]),
+            ));
+        }
+        "resources/templates/list" => return Ok(list(era, "resourceTemplates", json!([]))),
+        method::PROMPTS_LIST => {
+            return Ok(list(
+                era,
+                "prompts",
+                json!([{"name": TRIAGE, "description": "Triage this node with its own tools.",
+                        "arguments": [{"name": "symptom", "description": "What looks wrong.", "required": false}]}]),
+            ));
+        }
+        "resources/read" => {
+            let uri = params.get("uri").and_then(Value::as_str).unwrap_or("");
+            if uri != OS_RELEASE {
+                return Err(
+                    ErrorObject::new(-32002, format!("Resource not found: {uri}"))
+                        .with_data(json!({"uri": uri})),
+                );
+            }
+            let text = read_bounded(&ctx.host.root.join("etc/os-release"))
+                .map_err(|e| ErrorObject::internal(format!("cannot read os-release: {e}")))?;
+            json!({"contents": [{"uri": OS_RELEASE, "mimeType": "text/plain", "text": text}]})
+        }
+        method::PROMPTS_GET => {
+            if params.get("name").and_then(Value::as_str) != Some(TRIAGE) {
+                return Err(ErrorObject::invalid_params("Unknown prompt"));
+            }
+            let symptom = params["arguments"]["symptom"]
+                .as_str()
+                .unwrap_or("anything unusual");
+            json!({"description": "Triage this node", "messages": [{"role": "user", "content": {"type": "text",
+                "text": format!("Triage node {}: look for {symptom} with node_info, cpu_usage and list_processes.", ctx.node_name)}}]})
+        }
+        other => return Err(ErrorObject::method_not_found(other)),
+    };
+    if era == Era::Modern {
+        v["resultType"] = "complete".into();
+        if method_name == "resources/read" {
+            v["ttlMs"] = 0.into();
+            v["cacheScope"] = "private".into();
+        }
+    }
+    Ok(v)
+}
+
+/// A text file's first [`MAX_RESOURCE_BYTES`] (lossy UTF-8).
+fn read_bounded(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_RESOURCE_BYTES)
+        .read_to_end(&mut out)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}

@@ -1,0 +1,386 @@
+//! Prompts, resources and completion per node (issue 11), through the real gateway binary to two
+//! FastMCP backends (nodes `fast-1`, `fast-2`), driven by the official MCP Python SDK
+//! client in legacy and auto (2026-07-28) mode: prompts/list gains `node` first,
+//! prompts/get is routed by it, completion of `node` comes from the gateway and of
+//! any other argument from the node named in the context; resources listed per node
+//! under `k8s-node://` URIs that round-trip, read routed by the node in the URI.
+//!
+//! Loopback range: 127.90.20.y and up.
+
+#[path = "support/interop.rs"]
+mod interop;
+#[path = "../protocol/tests/common/schema.rs"]
+mod schema;
+mod support;
+
+use serde_json::{Value, json};
+use std::net::{IpAddr, Ipv4Addr};
+use support::fake_kube::FakeKube;
+use support::procs;
+
+fn ip90(net: u8, host: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 90, net, host))
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.expect("peer task")
+}
+
+fn client(
+    url: &str,
+    mode: &'static str,
+    prompt: &'static str,
+    args: Value,
+    extra: Vec<String>,
+) -> impl FnOnce() -> Value + Send + 'static {
+    let url = url.to_string();
+    move || {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        interop::sdk_relay_client(&url, mode, prompt, &args, &extra)
+    }
+}
+
+/// Completes `arg` (typed so far: `value`) of prompt `diagnose` with `context`.
+async fn complete(url: &str, mode: &'static str, arg: &str, value: &str, context: Value) -> Value {
+    let extra = [
+        "--op",
+        "complete",
+        "--complete-arg",
+        arg,
+        "--complete-value",
+        value,
+    ]
+    .map(String::from)
+    .into_iter()
+    .chain(["--context".to_string(), context.to_string()])
+    .collect();
+    blocking(client(url, mode, "diagnose", json!({}), extra)).await
+}
+
+/// Two FastMCP relay backends (fast-1, fast-2) behind the gateway.
+struct Setup {
+    _kube: FakeKube,
+    backends: Vec<interop::FastMcpBackend>,
+    gateway: procs::Proc,
+}
+
+async fn setup(net: u8) -> Setup {
+    let kube = FakeKube::start().await;
+    let addrs = [ip90(net, 2), ip90(net, 3)];
+    let port = procs::common_free_port(&addrs);
+    let mut backends = Vec::new();
+    for (i, addr) in addrs.iter().enumerate() {
+        let node = format!("fast-{}", i + 1);
+        let opts = interop::FastMcpOptions {
+            node_name: Some(node.clone()),
+            stateful: true,
+            script: Some("fastmcp_relay_backend.py"),
+            ..Default::default()
+        };
+        let host = addr.to_string();
+        backends
+            .push(blocking(move || interop::spawn_fastmcp_backend_with(&host, port, opts)).await);
+        kube.set_node(&node, *addr, true);
+    }
+    let env = [
+        ("KUBECONFIG", kube.kubeconfig_path().display().to_string()),
+        ("BACKEND_PORT", port.to_string()),
+        ("BACKEND_PROTOCOL", "legacy".to_string()),
+    ];
+    let gateway = procs::spawn_gateway(ip90(net, 1), &env).await;
+    Setup {
+        _kube: kube,
+        backends,
+        gateway,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompts_and_completions_are_served_per_node_in_both_eras() {
+    let s = setup(20).await;
+    let (backends, gateway) = (&s.backends, &s.gateway);
+    let prompts = vec!["--op".to_string(), "prompts".to_string()];
+    let direct = blocking(client(
+        &backends[1].url,
+        "legacy",
+        "diagnose",
+        json!({"service": "kubelet"}),
+        prompts.clone(),
+    ))
+    .await;
+    assert_eq!(direct["ok"], true, "{direct}");
+    for mode in ["legacy", "auto"] {
+        let via = blocking(client(
+            &gateway.url(),
+            mode,
+            "diagnose",
+            json!({"node": "fast-2", "service": "kubelet"}),
+            prompts.clone(),
+        ))
+        .await;
+        assert_eq!(via["ok"], true, "{mode}: {via}");
+        // The same prompt, `node` first and required.
+        let served = &via["prompts"][0];
+        assert_eq!(served["name"], "diagnose", "{via}");
+        assert_eq!(served["arguments"][0]["name"], "node", "{via}");
+        assert_eq!(served["arguments"][0]["required"], true, "{via}");
+        let theirs = &direct["prompts"][0]["arguments"];
+        assert_eq!(
+            &Value::Array(served["arguments"].as_array().unwrap()[1..].to_vec()),
+            theirs,
+            "{mode}"
+        );
+        // Routed to fast-2: the same messages as directly.
+        assert_eq!(
+            via["text"], "On node fast-2, diagnose kubelet (severity warning).",
+            "{via}"
+        );
+        assert_eq!(
+            via["prompt"]["messages"], direct["prompt"]["messages"],
+            "{mode}"
+        );
+        // `node` is completed by the gateway.
+        let nodes = complete(&gateway.url(), mode, "node", "fast-", json!({})).await;
+        assert_eq!(nodes["ok"], true, "{mode}: {nodes}");
+        assert_eq!(
+            nodes["completion"]["values"],
+            json!(["fast-1", "fast-2"]),
+            "{nodes}"
+        );
+        assert_eq!(nodes["completion"]["total"], 2, "{nodes}");
+        assert_eq!(nodes["completion"]["hasMore"], false, "{nodes}");
+        // Another argument: by the backend on the node in the context.
+        let context = json!({"node": "fast-2"});
+        let service = complete(&gateway.url(), mode, "service", "fast", context).await;
+        assert_eq!(service["ok"], true, "{mode}: {service}");
+        assert_eq!(
+            service["completion"]["values"],
+            json!(["fast-2-agent"]),
+            "{service}"
+        );
+    }
+}
+
+fn strs(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resources_are_listed_and_read_per_node_with_uris_that_round_trip() {
+    let s = setup(21).await;
+    let direct = blocking(client(
+        &s.backends[1].url,
+        "legacy",
+        "-",
+        json!({}),
+        strs(&["--op", "resources", "--uri", "node://info"]),
+    ))
+    .await;
+    assert_eq!(direct["ok"], true, "{direct}");
+    let info = "k8s-node://fast-2/node%3A%2F%2Finfo";
+    for mode in ["legacy", "auto"] {
+        let via = blocking(client(
+            &s.gateway.url(),
+            mode,
+            "-",
+            json!({}),
+            strs(&["--op", "resources", "--uri", info]),
+        ))
+        .await;
+        assert_eq!(via["ok"], true, "{mode}: {via}");
+        // Every backend resource once per node, nodes in name order.
+        let uris: Vec<&str> = via["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["uri"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            uris,
+            ["k8s-node://fast-1/node%3A%2F%2Finfo", info],
+            "{mode}: {via}"
+        );
+        assert_eq!(via["next_cursor"], Value::Null, "{via}");
+        // Read on fast-2: the backend's contents, its URI wrapped again.
+        let mut want = direct["contents"].clone();
+        want[0]["uri"] = info.into();
+        assert_eq!(via["contents"], want, "{mode}: {via}");
+        assert_eq!(via["contents"][0]["text"], "node fast-2", "{via}");
+        // The template gains {node}; expanded by the client, it reads on that node.
+        assert_eq!(
+            via["templates"][0]["uriTemplate"], "k8s-node://{node}/node%3A%2F%2Flogs%2F{name}",
+            "{via}"
+        );
+        let log = "k8s-node://fast-1/node%3A%2F%2Flogs%2Fkubelet";
+        let read = blocking(client(
+            &s.gateway.url(),
+            mode,
+            "-",
+            json!({}),
+            strs(&["--op", "resources", "--uri", log]),
+        ))
+        .await;
+        assert_eq!(
+            read["contents"][0]["text"], "fast-1 log of kubelet",
+            "{read}"
+        );
+        assert_eq!(read["contents"][0]["uri"], log, "{read}");
+        // Completing the template's own variable goes to the node in the context.
+        let template = "k8s-node://{node}/node%3A%2F%2Flogs%2F{name}";
+        let done = blocking(client(
+            &s.gateway.url(),
+            mode,
+            "-",
+            json!({}),
+            strs(&[
+                "--op",
+                "complete",
+                "--uri",
+                template,
+                "--complete-arg",
+                "name",
+                "--complete-value",
+                "fast",
+                "--context",
+                r#"{"node": "fast-1"}"#,
+            ]),
+        ))
+        .await;
+        assert_eq!(
+            done["completion"]["values"],
+            json!(["fast-1-agent"]),
+            "{done}"
+        );
+    }
+}
+
+/// One request by our own client in `mode`; the result (panics on an error).
+async fn request(c: &mcp_protocol::client::McpClient, method: &str, params: Value) -> Value {
+    let params = params.as_object().cloned().unwrap_or_default();
+    let reply = c
+        .request(method, params, Default::default())
+        .await
+        .expect("transport");
+    let raw = reply.unwrap_or_else(|e| panic!("{method}: {e:?}"));
+    serde_json::from_str(raw.get()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_prompt_resource_and_completion_answer_is_valid_in_its_revision() {
+    use mcp_protocol::client::{ClientMode, ClientOptions, McpClient, http_client};
+    let s = setup(22).await;
+    for (mode, rev) in [
+        (ClientMode::Legacy, "2025-11-25"),
+        (ClientMode::Modern, "2026-07-28"),
+    ] {
+        let mut opts = ClientOptions::new("schema-tests", "0");
+        opts.mode = mode;
+        let c = McpClient::new(
+            http_client(std::time::Duration::from_secs(5)),
+            s.gateway.url(),
+            opts,
+        );
+        let checks = [
+            ("prompts/list", json!({}), "ListPromptsResult"),
+            (
+                "prompts/get",
+                json!({"name": "diagnose", "arguments": {"node": "fast-1", "service": "kubelet"}}),
+                "GetPromptResult",
+            ),
+            ("resources/list", json!({}), "ListResourcesResult"),
+            (
+                "resources/templates/list",
+                json!({}),
+                "ListResourceTemplatesResult",
+            ),
+            (
+                "resources/read",
+                json!({"uri": "k8s-node://fast-2/node%3A%2F%2Finfo"}),
+                "ReadResourceResult",
+            ),
+            (
+                "completion/complete",
+                json!({"ref": {"type": "ref/prompt", "name": "diagnose"},
+                       "argument": {"name": "node", "value": "fast"}}),
+                "CompleteResult",
+            ),
+            (
+                "completion/complete",
+                json!({"ref": {"type": "ref/prompt", "name": "diagnose"},
+                       "argument": {"name": "service", "value": "k"},
+                       "context": {"arguments": {"node": "fast-1"}}}),
+                "CompleteResult",
+            ),
+        ];
+        for (method, params, def) in checks {
+            let result = request(&c, method, params).await;
+            schema::assert_valid(rev, def, &result);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_2026_node_servers_prompt_and_resource_are_served_per_node() {
+    let kube = FakeKube::start().await;
+    let addr = ip90(23, 2);
+    let port = procs::common_free_port(&[addr]);
+    let backend = procs::spawn_backend("n1", addr, port).await;
+    kube.set_node("n1", addr, true);
+    let env = [
+        ("KUBECONFIG", kube.kubeconfig_path().display().to_string()),
+        ("BACKEND_PORT", port.to_string()),
+    ];
+    let gateway = procs::spawn_gateway(ip90(23, 1), &env).await;
+    let served = "k8s-node://n1/node%3A%2F%2Fos-release";
+    for mode in ["legacy", "auto"] {
+        let direct = blocking(client(
+            &backend.url(),
+            mode,
+            "triage_node",
+            json!({"symptom": "load"}),
+            strs(&["--op", "prompts"]),
+        ))
+        .await;
+        let via = blocking(client(
+            &gateway.url(),
+            mode,
+            "triage_node",
+            json!({"node": "n1", "symptom": "load"}),
+            strs(&["--op", "prompts"]),
+        ))
+        .await;
+        assert_eq!(via["ok"], true, "{mode}: {via}");
+        assert_eq!(via["prompts"][0]["arguments"][0]["name"], "node", "{via}");
+        assert_eq!(
+            via["prompt"]["messages"], direct["prompt"]["messages"],
+            "{mode}"
+        );
+        assert!(
+            via["text"].as_str().unwrap().starts_with("Triage node n1"),
+            "{via}"
+        );
+        let direct = blocking(client(
+            &backend.url(),
+            mode,
+            "-",
+            json!({}),
+            strs(&["--op", "resources", "--uri", "node://os-release"]),
+        ))
+        .await;
+        let via = blocking(client(
+            &gateway.url(),
+            mode,
+            "-",
+            json!({}),
+            strs(&["--op", "resources", "--uri", served]),
+        ))
+        .await;
+        assert_eq!(via["ok"], true, "{mode}: {via}");
+        assert_eq!(via["resources"][0]["uri"], served, "{via}");
+        assert_eq!(
+            via["contents"][0]["text"], direct["contents"][0]["text"],
+            "{mode}"
+        );
+        assert_eq!(via["contents"][0]["uri"], served, "{via}");
+    }
+}
