@@ -297,7 +297,13 @@ pub fn build_catalog(builds: &Builds, nodes: &NodeMap, config: &CatalogConfig) -
             })
         })
         .collect();
-    let catalog = Catalog::build_with(union.tools, gateway_tools, union.availability, LIST_TTL_MS);
+    let catalog = Catalog::build_with(
+        union.tools,
+        gateway_tools,
+        union.availability,
+        LIST_TTL_MS,
+        config.page_size,
+    );
     (catalog, report)
 }
 
@@ -353,11 +359,7 @@ pub async fn follow_cluster(app: App) {
             tracing::warn!("the backends now offer no servable tool; keeping the previous catalog");
             continue;
         }
-        let changed = app
-            .gateway
-            .catalog()
-            .list_result(mcp_protocol::mcp::Era::Modern)
-            != catalog.list_result(mcp_protocol::mcp::Era::Modern);
+        let changed = !app.gateway.catalog().same_tools(&catalog);
         if changed {
             log_catalog(&catalog);
         }
