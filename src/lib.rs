@@ -8,6 +8,8 @@
 //! - [`config`]: every setting, its env var, default and validation.
 //! - [`cluster`]: EndpointSlice watch -> live map node name -> pod IP.
 //! - [`builds`]: every pod's tools, grouped by build; the served union and who serves what.
+//! - [`learn`]: asking pods for their tools in the background, following the cluster.
+//! - [`listen`]: hearing a bounded set of pods say their tools changed.
 //! - [`catalog`]: the backend tools with `node` prepended; cached tools/list answers.
 //! - [`fanout`]: the fan-out tool: one backend tool on many nodes, per-node results.
 //! - [`nodemap`]: the node-map tool: nodes, their state, zone, pod and build.
@@ -29,6 +31,8 @@ pub mod config;
 pub mod demo;
 pub mod fanout;
 pub mod gateway;
+pub mod learn;
+pub mod listen;
 pub mod metrics;
 pub mod nodemap;
 pub mod policy;

@@ -27,6 +27,9 @@ use tokio_util::sync::CancellationToken;
 /// The MCP clients of the backend pods, keyed by pod IP.
 pub struct Upstreams {
     http: reqwest::Client,
+    /// For one-off exchanges (learning a pod's build, listening to it): keeps no idle
+    /// connection, so learning 5,000 pods leaves no 5,000 sockets and buffers behind.
+    probe_http: reqwest::Client,
     port: u16,
     path: String,
     options: ClientOptions,
@@ -131,6 +134,13 @@ impl Upstreams {
         options.capabilities = crate::relay::upstream_capabilities();
         Upstreams {
             http: http_client(Duration::from_secs(5)),
+            probe_http: reqwest::Client::builder()
+                .tcp_nodelay(true)
+                .connect_timeout(Duration::from_secs(5))
+                .pool_max_idle_per_host(0)
+                .no_proxy()
+                .build()
+                .unwrap_or_else(|_| reqwest::Client::new()),
             port,
             path: path.to_string(),
             options,
@@ -170,6 +180,12 @@ impl Upstreams {
                 ))
             })
             .clone()
+    }
+
+    /// A client of its own for one exchange with a pod (learning its tools, listening
+    /// for changes), not pooled: dropped with its connection when done.
+    pub fn probe(&self, ip: IpAddr) -> McpClient {
+        McpClient::new(self.probe_http.clone(), self.url(ip), self.options.clone())
     }
 
     /// Forgets the clients of pods that are gone.

@@ -236,18 +236,23 @@ async fn a_hanging_pod_does_not_hold_the_catalog_and_times_out_alone_in_a_fan_ou
         2,
         port,
         &[
-            ("CATALOG_LEARN_TIMEOUT_SECONDS", "1".into()),
+            // Far longer than the test: the catalog must not wait for it.
+            ("CATALOG_LEARN_TIMEOUT_SECONDS", "600".into()),
             ("FANOUT_NODE_TIMEOUT_SECONDS", "1".into()),
         ],
     )
     .await;
     let url = gw.url();
+    // Served while the hanging pod is still being asked.
     assert_eq!(tools(&url, ClientMode::Modern).await.len(), 4);
     let report = readyz(&url).await;
+    assert_eq!(report["ready"], true, "{report}");
     assert_eq!(
-        report["catalog"]["notLearned"][0]["node"], "node-2",
+        report["catalog"]["learning"],
+        json!({"pods": 1, "nodes": ["node-2"]}),
         "{report}"
     );
+    assert_eq!(report["catalog"]["builds"][0]["readyNodes"], 2, "{report}");
     let out = call(
         &client(&url, ClientMode::Modern),
         "fan_out",
