@@ -236,7 +236,13 @@ impl Builds {
         self.builds.retain(|d, _| used.contains(d));
     }
 
-    /// Makes the next [`Builds::learn`] ask the pod at `ip` again (its tools changed).
+    /// Forgets the builds no pod serves any more.
+    pub fn prune(&mut self) {
+        let used: HashSet<u64> = self.pods.values().copied().collect();
+        self.builds.retain(|d, _| used.contains(d));
+    }
+
+    /// Makes the pod at `ip` wanted again (its tools changed).
     pub fn forget_pod(&mut self, ip: IpAddr) {
         self.pods.remove(&ip);
         self.failed.remove(&ip);

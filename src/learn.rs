@@ -20,7 +20,7 @@
 //! (they run the same software, so they likely changed as well).
 
 use serde_json::{Value, json};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -75,8 +75,9 @@ pub struct Learner {
     inflight: JoinSet<Learned>,
     /// Pod IP -> node name, for the pods in `inflight`.
     learning: HashMap<IpAddr, String>,
-    /// Pods asked again because they said their tools changed.
-    told: HashSet<IpAddr>,
+    /// Pods asked again because they said their tools changed, with the build they
+    /// had then.
+    told: HashMap<IpAddr, Option<u64>>,
     /// The pods listened to for tools/list_changed.
     listeners: Listeners,
 }
@@ -129,7 +130,7 @@ impl Learner {
             queue: VecDeque::new(),
             inflight: JoinSet::new(),
             learning: HashMap::new(),
-            told: HashSet::new(),
+            told: HashMap::new(),
             listeners,
         }
     }
@@ -188,9 +189,9 @@ impl Learner {
         }
         match outcome {
             Ok((tools, server)) => {
-                let (digest, before) = self.builds.add_pod(ip, tools, server);
+                let (digest, _) = self.builds.add_pod(ip, tools, server);
                 tracing::debug!(%node, %ip, build = %format!("{digest:016x}"), "learned the pod's build");
-                if told && let Some(old) = before {
+                if let Some(old) = told.flatten().filter(|old| *old != digest) {
                     let mates = self.builds.pods_of(old);
                     tracing::info!(%node, %ip, others = mates.len(), "the pod's tools changed; asking the other pods of its old build again");
                     for mate in mates {
@@ -212,13 +213,14 @@ impl Learner {
             return;
         }
         tracing::debug!(%ip, "the pod says its tools changed");
+        self.told.insert(ip, self.builds.digest_of(&ip));
         self.builds.forget_pod(ip);
-        self.told.insert(ip);
         self.queue.push_front(ip);
     }
 
     /// The catalog and `/readyz` report over what is known now.
-    pub fn catalog(&self) -> (Catalog, Value) {
+    pub fn catalog(&mut self) -> (Catalog, Value) {
+        self.builds.prune();
         let (catalog, mut report) =
             crate::server::build_catalog(&self.builds, &self.nodes, &self.config);
         let mut learning: Vec<&str> = self.learning.values().map(String::as_str).collect();
@@ -293,6 +295,9 @@ impl Learner {
         // When the first unpublished change happened, and the last one.
         let mut dirty: Option<(Instant, Instant)> = None;
         self.listeners.choose(&self.builds, &self.nodes);
+        // The same catalog (no list_changed), with the listeners in its report.
+        let (catalog, report) = self.catalog();
+        publish(catalog, report);
         loop {
             self.fill();
             let publish_at = dirty.map(|(first, last)| {
