@@ -117,19 +117,22 @@ impl Catalog {
             Availability::default(),
             ttl_ms,
             DEFAULT_PAGE_SIZE,
+            None,
         )
     }
 
     /// Builds the catalog from the union of the backend builds, plus the gateway's own
     /// tools (`gateway_tools`, served as they are, after the backend tools: a backend
     /// tool with one of their names is not served), and who serves what; tools/list
-    /// in pages of `page_size` tools.
+    /// in pages of `page_size` tools; with `node_enum`, the `node` parameter of every
+    /// backend tool lists those node names as its `enum`.
     pub fn build_with(
         backend_tools: Vec<Value>,
         gateway_tools: Vec<Value>,
         availability: Availability,
         ttl_ms: u64,
         page_size: usize,
+        node_enum: Option<&[String]>,
     ) -> Catalog {
         let page_size = page_size.max(1);
         let mut tools = HashMap::new();
@@ -154,7 +157,7 @@ impl Catalog {
                 });
                 continue;
             }
-            match serve_tool(def) {
+            match serve_tool(def, node_enum) {
                 Ok((legacy, modern, param_headers)) if !tools.contains_key(&name) => {
                     let read_only =
                         def.pointer("/annotations/readOnlyHint") == Some(&Value::Bool(true));
@@ -457,15 +460,28 @@ fn decode_cursor(cursor: &str) -> Result<(usize, String), String> {
 }
 
 /// The legacy and modern definitions of one tool, and its `Mcp-Param-*` headers.
-fn serve_tool(def: &Value) -> Result<(Value, Value, Arc<[ParamHeader]>), String> {
+fn serve_tool(
+    def: &Value,
+    node_enum: Option<&[String]>,
+) -> Result<(Value, Value, Arc<[ParamHeader]>), String> {
     let obj = def.as_object().ok_or("the definition is not an object")?;
     match obj.get("name") {
         Some(Value::String(n)) if !n.is_empty() => {}
         _ => return Err("the definition has no name".into()),
     }
     let schema = obj.get("inputSchema").ok_or("it has no inputSchema")?;
-    let legacy_schema = add_node_param(schema, false)?;
-    let modern_schema = add_node_param(schema, true)?;
+    let mut legacy_schema = add_node_param(schema, false)?;
+    let mut modern_schema = add_node_param(schema, true)?;
+    if let Some(names) = node_enum {
+        for s in [&mut legacy_schema, &mut modern_schema] {
+            if let Some(Value::Object(node)) = s.pointer_mut(&format!("/properties/{NODE_PARAM}")) {
+                node.insert(
+                    "enum".into(),
+                    names.iter().map(|n| Value::from(n.as_str())).collect(),
+                );
+            }
+        }
+    }
     let param_headers = headers::param_headers(&modern_schema).map_err(|e| e.to_string())?;
     let with_schema = |s: Value| {
         let mut out = Map::with_capacity(obj.len());
@@ -725,7 +741,7 @@ mod tests {
 
     #[test]
     fn big_catalogs_are_paged_from_cached_bytes_and_bad_cursors_are_refused() {
-        let c = Catalog::build_with(numbered(7), Vec::new(), Availability::default(), 0, 3);
+        let c = Catalog::build_with(numbered(7), Vec::new(), Availability::default(), 0, 3, None);
         for era in [Era::Legacy, Era::Modern] {
             let mut seen = Vec::new();
             let mut cursor = None;
@@ -765,21 +781,48 @@ mod tests {
 
     #[test]
     fn a_cursor_survives_a_catalog_change() {
-        let old = Catalog::build_with(numbered(6), Vec::new(), Availability::default(), 0, 2);
+        let old = Catalog::build_with(numbered(6), Vec::new(), Availability::default(), 0, 2, None);
         let (_, cursor) = page_names(&old.list_page(Era::Modern, None).unwrap());
         let cursor = cursor.unwrap();
         // t00 removed: the list goes on after t01, the last tool the client got.
         let mut tools = numbered(6);
         tools.remove(0);
-        let new = Catalog::build_with(tools, Vec::new(), Availability::default(), 0, 2);
+        let new = Catalog::build_with(tools, Vec::new(), Availability::default(), 0, 2, None);
         let (names, next) = page_names(&new.list_page(Era::Modern, Some(&cursor)).unwrap());
         assert_eq!(names, ["t02", "t03"]);
         assert!(next.is_some());
         // t01 itself gone: from the same position.
         let mut tools = numbered(6);
         tools.remove(1);
-        let new = Catalog::build_with(tools, Vec::new(), Availability::default(), 0, 2);
+        let new = Catalog::build_with(tools, Vec::new(), Availability::default(), 0, 2, None);
         let (names, _) = page_names(&new.list_page(Era::Modern, Some(&cursor)).unwrap());
         assert_eq!(names, ["t03", "t04"]);
+    }
+
+    #[test]
+    fn node_can_list_the_ready_nodes() {
+        let names = ["a".to_string(), "b".to_string()];
+        let c = Catalog::build_with(
+            numbered(1),
+            Vec::new(),
+            Availability::default(),
+            0,
+            10,
+            Some(&names),
+        );
+        for era in [Era::Legacy, Era::Modern] {
+            let v: Value = serde_json::from_slice(&c.list_result(era)).unwrap();
+            assert_eq!(
+                v["tools"][0]["inputSchema"]["properties"]["node"]["enum"],
+                json!(["a", "b"])
+            );
+        }
+        let plain = Catalog::build(numbered(1), 0);
+        let v: Value = serde_json::from_slice(&plain.list_result(Era::Modern)).unwrap();
+        assert!(
+            v["tools"][0]["inputSchema"]["properties"]["node"]
+                .get("enum")
+                .is_none()
+        );
     }
 }

@@ -276,12 +276,16 @@ pub fn build_catalog(builds: &Builds, nodes: &NodeMap, config: &CatalogConfig) -
             })
         })
         .collect();
+    let ready: Vec<String> = nodes.ready().map(|e| e.node.clone()).collect();
+    let node_enum =
+        (!ready.is_empty() && ready.len() <= config.node_enum_max).then_some(&ready[..]);
     let catalog = Catalog::build_with(
         union.tools,
         gateway_tools,
         union.availability,
         LIST_TTL_MS,
         config.page_size,
+        node_enum,
     );
     (catalog, report)
 }

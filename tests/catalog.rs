@@ -694,6 +694,14 @@ async fn two_builds_roll_over(net: u8, backend: &str) {
             "{r}"
         );
     }
+    // Five nodes (under NODE_ENUM_MAX_NODES): `node` lists them.
+    let served = tools(&url, ClientMode::Modern).await;
+    let node = &served[0]["inputSchema"]["properties"]["node"];
+    assert_eq!(
+        node["enum"],
+        json!(["node-1", "node-2", "node-3", "node-4", "node-5"]),
+        "{node}"
+    );
     let report = readyz(&url).await;
     assert_eq!(
         report["catalog"]["conflicts"][0]["tool"], "list_processes",
