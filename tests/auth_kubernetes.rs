@@ -315,6 +315,18 @@ async fn policy_filters_tools_list_per_caller_and_refuses_calls_outside_it() {
         out.result.is_ok_and(|r| text(&r).contains("zz-tripwire"))
     })
     .await;
+    // The gateway asks every new pod for its tools (in the background, not a call):
+    // count only what comes after that attempt failed.
+    let readyz = format!("{}/readyz", url.trim_end_matches("/mcp"));
+    procs::eventually("the tripwire pod's tools/list failed", DEADLINE, || async {
+        let body = reqwest::get(&readyz).await.unwrap().bytes().await.unwrap();
+        let report: Value = serde_json::from_slice(&body).unwrap();
+        report["catalog"]["notLearned"]
+            .as_array()
+            .is_some_and(|n| n.iter().any(|e| e["node"] == "zz-tripwire"))
+    })
+    .await;
+    let learned_hits = tripwire.hits.load(Ordering::SeqCst);
 
     for mode in [ClientMode::Legacy, ClientMode::Modern] {
         let reader = client_with_token(&url, mode, "reader-token");
@@ -360,7 +372,7 @@ async fn policy_filters_tools_list_per_caller_and_refuses_calls_outside_it() {
     }
     assert_eq!(
         tripwire.hits.load(Ordering::SeqCst),
-        0,
+        learned_hits,
         "a refused call reached the node"
     );
     // The control: a caller allowed on every node does reach it.
