@@ -74,7 +74,7 @@ pub struct Learner {
     /// The learning in flight, at most `config.learn_concurrency`.
     inflight: JoinSet<Learned>,
     /// Pod IP -> node name, for the pods in `inflight`.
-    learning: HashMap<IpAddr, String>,
+    learning: HashMap<IpAddr, (String, Instant)>,
     /// Pods asked again because they said their tools changed, with the build they
     /// had then.
     told: HashMap<IpAddr, Option<u64>>,
@@ -167,7 +167,7 @@ impl Learner {
             if self.learning.contains_key(&ip) || !self.builds.wants(&ip) {
                 continue;
             }
-            self.learning.insert(ip, node);
+            self.learning.insert(ip, (node, Instant::now()));
             let client = self.upstreams.probe(ip);
             let timeout = self.config.learn_timeout;
             self.inflight.spawn(async move {
@@ -182,7 +182,11 @@ impl Learner {
     /// Records one pod's answer.
     fn apply(&mut self, learned: Learned) {
         let Learned { ip, outcome } = learned;
-        let node = self.learning.remove(&ip).unwrap_or_default();
+        let node = self
+            .learning
+            .remove(&ip)
+            .map(|(n, _)| n)
+            .unwrap_or_default();
         let told = self.told.remove(&ip);
         if !self.ready.contains_key(&ip) {
             return;
@@ -223,7 +227,7 @@ impl Learner {
         self.builds.prune();
         let (catalog, mut report) =
             crate::server::build_catalog(&self.builds, &self.nodes, &self.config);
-        let mut learning: Vec<&str> = self.learning.values().map(String::as_str).collect();
+        let mut learning: Vec<&str> = self.learning.values().map(|(n, _)| n.as_str()).collect();
         learning.sort_unstable();
         learning.truncate(REPORTED_LEARNING);
         report["learning"] = json!({"pods": self.learning.len(), "nodes": learning});
@@ -300,9 +304,14 @@ impl Learner {
         publish(catalog, report);
         loop {
             self.fill();
+            // Quiet for a debounce, and learns started lately given one to finish (a
+            // pod that hangs since long holds nothing); while pods wait in the queue,
+            // at the latest `longest` after the first change.
+            let youngest = self.learning.values().map(|(_, at)| *at).max();
             let publish_at = dirty.map(|(first, last)| {
-                let settled = if self.inflight.is_empty() && self.queue.is_empty() {
-                    last + debounce
+                let settled = if self.queue.is_empty() {
+                    let learns = youngest.map_or(last, |at| at + debounce);
+                    (last + debounce).max(learns)
                 } else {
                     first + longest
                 };
