@@ -236,6 +236,19 @@ impl Builds {
         self.builds.retain(|d, _| used.contains(d));
     }
 
+    /// Each learned pod's tool definitions, one shared copy per build.
+    pub fn tools_by_pod(&self) -> HashMap<IpAddr, std::sync::Arc<Vec<Value>>> {
+        let shared: HashMap<u64, std::sync::Arc<Vec<Value>>> = self
+            .builds
+            .iter()
+            .map(|(d, b)| (*d, std::sync::Arc::new(b.tools.clone())))
+            .collect();
+        self.pods
+            .iter()
+            .filter_map(|(ip, d)| shared.get(d).map(|t| (*ip, t.clone())))
+            .collect()
+    }
+
     /// Forgets the builds no pod serves any more.
     pub fn prune(&mut self) {
         let used: HashSet<u64> = self.pods.values().copied().collect();

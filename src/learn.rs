@@ -225,6 +225,7 @@ impl Learner {
     /// The catalog and `/readyz` report over what is known now.
     pub fn catalog(&mut self) -> (Catalog, Value) {
         self.builds.prune();
+        self.upstreams.set_known_tools(self.builds.tools_by_pod());
         let (catalog, mut report) =
             crate::server::build_catalog(&self.builds, &self.nodes, &self.config);
         let mut learning: Vec<&str> = self.learning.values().map(|(n, _)| n.as_str()).collect();

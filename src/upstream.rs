@@ -34,6 +34,10 @@ pub struct Upstreams {
     path: String,
     options: ClientOptions,
     clients: Mutex<HashMap<IpAddr, Arc<McpClient>>>,
+    /// The tool definitions each pod's build lists (shared per build), so a new
+    /// pooled client knows the `x-mcp-header` parameters without a tools/list of its
+    /// own before its first 2026-07-28 call.
+    known_tools: std::sync::RwLock<HashMap<IpAddr, Arc<Vec<Value>>>>,
     /// Keeps the token-file watcher alive as long as the pool.
     _credentials: BackendCredentials,
 }
@@ -145,6 +149,7 @@ impl Upstreams {
             path: path.to_string(),
             options,
             clients: Mutex::new(HashMap::new()),
+            known_tools: std::sync::RwLock::new(HashMap::new()),
             _credentials: credentials,
         }
     }
@@ -173,13 +178,22 @@ impl Upstreams {
         clients
             .entry(ip)
             .or_insert_with(|| {
-                Arc::new(McpClient::new(
-                    self.http.clone(),
-                    self.url(ip),
-                    self.options.clone(),
-                ))
+                let client = McpClient::new(self.http.clone(), self.url(ip), self.options.clone());
+                if let Ok(known) = self.known_tools.read()
+                    && let Some(tools) = known.get(&ip)
+                {
+                    client.learn_tools(tools);
+                }
+                Arc::new(client)
             })
             .clone()
+    }
+
+    /// Records what each pod's build lists (see `known_tools`); replaces the last set.
+    pub fn set_known_tools(&self, tools: HashMap<IpAddr, Arc<Vec<Value>>>) {
+        if let Ok(mut known) = self.known_tools.write() {
+            *known = tools;
+        }
     }
 
     /// A client of its own for one exchange with a pod (learning its tools, listening
