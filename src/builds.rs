@@ -13,7 +13,8 @@
 //!   call to a node whose build lacks it is a tool error naming nodes that have it;
 //! - a tool not on every node says so in its description and `_meta`.
 //!
-//! Pods are learned when they appear (a pod IP not seen before) and never per call.
+//! Pods are learned when they appear (a pod IP not seen before), when one says its
+//! tools changed, and never per call; the asking is [`crate::learn`]'s.
 
 use serde_json::{Map, Value, json};
 use std::collections::hash_map::DefaultHasher;
@@ -23,7 +24,6 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use crate::cluster::NodeMap;
-use crate::upstream::Upstreams;
 
 /// The `_meta` key of a tool not offered by every node: `{"nodes": n, "of": N}`.
 pub const AVAILABILITY_META: &str = "k8s-aggregator-mcp/availability";
@@ -168,81 +168,44 @@ pub fn digest(tools: &[Value]) -> u64 {
 }
 
 impl Builds {
-    /// Asks every ready pod whose build is not known (and failed pods whose retry time
-    /// has come) for its tools: at most `concurrency` at once, each within `timeout`.
-    /// Returns how many pods were asked.
-    pub async fn learn(
-        &mut self,
-        upstreams: &Upstreams,
-        nodes: &NodeMap,
-        concurrency: usize,
-        timeout: Duration,
-    ) -> usize {
-        use futures_util::StreamExt;
-        let wanted: Vec<(String, IpAddr)> = nodes
-            .ready()
-            .filter(|e| !self.pods.contains_key(&e.ip))
-            .filter(|e| {
-                self.failed
-                    .get(&e.ip)
-                    .is_none_or(|(_, at)| at.elapsed() >= RETRY_FAILED_AFTER)
-            })
-            .map(|e| (e.node.clone(), e.ip))
-            .collect();
-        let asked = wanted.len();
-        let results: Vec<_> = futures_util::stream::iter(wanted)
-            .map(|(node, ip)| async move {
-                let client = upstreams.client(ip);
-                let answer = match tokio::time::timeout(timeout, client.list_tools()).await {
-                    Ok(Ok(Ok(tools))) => Ok(tools),
-                    Ok(Ok(Err(e))) => Err(format!("tools/list error: {}", e.message)),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err(format!(
-                        "no tools/list answer within {} s",
-                        timeout.as_secs()
-                    )),
-                };
-                let server = client
-                    .connection()
-                    .map(|c| {
-                        let field = |k: &str| {
-                            c.server_info
-                                .get(k)
-                                .and_then(Value::as_str)
-                                .unwrap_or("?")
-                                .chars()
-                                .take(64)
-                                .collect::<String>()
-                        };
-                        format!("{} {}", field("name"), field("version"))
-                    })
-                    .unwrap_or_else(|| "?".into());
-                (node, ip, server, answer)
-            })
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
-        for (node, ip, server, answer) in results {
-            match answer {
-                Ok(tools) => {
-                    let d = self.add_pod(ip, tools, server);
-                    tracing::info!(%node, %ip, build = %format!("{d:016x}"), "learned the pod's build");
-                }
-                Err(e) => {
-                    tracing::warn!(%node, %ip, error = %e, "could not learn the pod's tools; it is retried later and calls to it are forwarded unchecked");
-                    self.failed.insert(ip, (e, Instant::now()));
-                }
-            }
-        }
-        asked
+    /// Records that the pod at `ip` serves `tools` (only a digest is kept per pod; the
+    /// definitions once per build); returns the build digest and the pod's previous
+    /// one, if it had another.
+    pub fn add_pod(&mut self, ip: IpAddr, tools: Vec<Value>, server: String) -> (u64, Option<u64>) {
+        let d = self.add(tools, server);
+        let before = self.pods.insert(ip, d).filter(|b| *b != d);
+        self.failed.remove(&ip);
+        (d, before)
     }
 
-    /// Records that the pod at `ip` serves `tools`; returns the build digest.
-    fn add_pod(&mut self, ip: IpAddr, tools: Vec<Value>, server: String) -> u64 {
-        let d = self.add(tools, server);
-        self.pods.insert(ip, d);
-        self.failed.remove(&ip);
-        d
+    /// Records that the pod at `ip` could not be learned; it is asked again after
+    /// [`RETRY_FAILED_AFTER`].
+    pub fn add_failure(&mut self, ip: IpAddr, error: String) {
+        self.failed.insert(ip, (error, Instant::now()));
+    }
+
+    /// Whether the pod at `ip` should be asked for its tools: its build is not known
+    /// and it did not fail recently.
+    pub fn wants(&self, ip: &IpAddr) -> bool {
+        !self.pods.contains_key(ip)
+            && self
+                .failed
+                .get(ip)
+                .is_none_or(|(_, at)| at.elapsed() >= RETRY_FAILED_AFTER)
+    }
+
+    /// The pods known to serve build `digest`.
+    pub fn pods_of(&self, digest: u64) -> Vec<IpAddr> {
+        self.pods
+            .iter()
+            .filter(|(_, d)| **d == digest)
+            .map(|(ip, _)| *ip)
+            .collect()
+    }
+
+    /// The build digest of the pod at `ip`, if known.
+    pub fn digest_of(&self, ip: &IpAddr) -> Option<u64> {
+        self.pods.get(ip).copied()
     }
 
     fn add(&mut self, tools: Vec<Value>, server: String) -> u64 {
@@ -273,10 +236,35 @@ impl Builds {
         self.builds.retain(|d, _| used.contains(d));
     }
 
-    /// Makes the next [`Builds::learn`] ask the pod at `ip` again (its tools changed).
+    /// Each learned pod's tool definitions, one shared copy per build.
+    pub fn tools_by_pod(&self) -> HashMap<IpAddr, std::sync::Arc<Vec<Value>>> {
+        let shared: HashMap<u64, std::sync::Arc<Vec<Value>>> = self
+            .builds
+            .iter()
+            .map(|(d, b)| (*d, std::sync::Arc::new(b.tools.clone())))
+            .collect();
+        self.pods
+            .iter()
+            .filter_map(|(ip, d)| shared.get(d).map(|t| (*ip, t.clone())))
+            .collect()
+    }
+
+    /// Forgets the builds no pod serves any more.
+    pub fn prune(&mut self) {
+        let used: HashSet<u64> = self.pods.values().copied().collect();
+        self.builds.retain(|d, _| used.contains(d));
+    }
+
+    /// Makes the pod at `ip` wanted again (its tools changed).
     pub fn forget_pod(&mut self, ip: IpAddr) {
         self.pods.remove(&ip);
         self.failed.remove(&ip);
+    }
+
+    /// Forgets every failure, so the failed pods are asked again at once (start-up,
+    /// while nothing at all is known).
+    pub fn clear_failures(&mut self) {
+        self.failed.clear();
     }
 
     /// Whether some ready pod could not be learned (a retry is due later).
@@ -469,7 +457,7 @@ fn annotate(def: &Value, offered: usize, total: usize) -> Value {
 impl Builds {
     /// Test hook: the pod at `ip` serves `tools`.
     pub fn insert_pod(&mut self, ip: IpAddr, tools: Vec<Value>, server: &str) -> u64 {
-        self.add_pod(ip, tools, server.into())
+        self.add_pod(ip, tools, server.into()).0
     }
 }
 

@@ -5,7 +5,20 @@
 //! 2026-07-28 clients that property also carries `"x-mcp-header": "Node"`. The
 //! serialized tools/list answers of both eras are built once per catalog, so serving
 //! tools/list costs no JSON work.
+//!
+//! Large catalogs are served in pages of `CATALOG_PAGE_SIZE` tools ([`DEFAULT_PAGE_SIZE`]
+//! by default), in the catalog's stable order, each page's answer serialized once (per
+//! era, and per distinct set a caller's policy shows). A cursor is opaque to clients;
+//! inside it is the position of the next tool and the name of the last one the client
+//! got. After a catalog change a cursor from the old catalog still works: the list
+//! goes on after that last tool where it now stands (or, if it is gone, from the same
+//! position), so a client may see a tool twice or miss one that moved, never fail;
+//! the change itself reaches it as `notifications/tools/list_changed` and it lists
+//! again from the start. Such a resumed page, off the usual page boundaries, is the
+//! one case serialized on demand. A cursor that does not decode is `-32602`.
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use mcp_protocol::headers::{self, ParamHeader};
 use mcp_protocol::mcp::{self, Era};
@@ -21,6 +34,13 @@ pub const NODE_PARAM: &str = "node";
 pub const NODE_DESCRIPTION: &str = "The name of the Kubernetes node to target.";
 /// The header 2026-07-28 clients mirror it into (`Mcp-Param-Node`).
 pub const NODE_HEADER: &str = "Node";
+
+/// Tools per tools/list page unless `CATALOG_PAGE_SIZE` says otherwise: a node server
+/// has a handful of tools, so only a union of many builds (or a big server) pages.
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+
+/// Longest cursor accepted (the ones the gateway mints hold a number and a tool name).
+const MAX_CURSOR_BYTES: usize = 512;
 
 /// Most filtered tools/list answers kept per catalog (there is one per distinct
 /// outcome of the policy, so a handful in practice; the cap only bounds memory).
@@ -48,14 +68,29 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// One list (every tool, or the subset a caller may see) cut into pages, each page's
+/// answer serialized once.
+#[derive(Debug)]
+struct Pages {
+    /// Indices into the catalog's `names`, in served order.
+    members: Vec<usize>,
+    /// The serialized answers, page by page (at least one, maybe with no tools).
+    bytes: Vec<Bytes>,
+}
+
 /// The catalog in force: immutable; a new backend tool list makes a new catalog.
 #[derive(Debug)]
 pub struct Catalog {
     tools: HashMap<String, ServedTool>,
-    /// Tool names in backend order.
+    /// Tool names in served order: backend tools, then the gateway's own.
     names: Vec<String>,
-    list_legacy: Bytes,
-    list_modern: Bytes,
+    /// How many of `names` are backend tools (the first ones).
+    backend_count: usize,
+    /// Every tool, paged: legacy and modern answers.
+    pages_legacy: Pages,
+    pages_modern: Pages,
+    /// Tools per page.
+    page_size: usize,
     /// The served definitions per era, in `names` order, to serialize filtered lists.
     defs_legacy: Vec<Value>,
     defs_modern: Vec<Value>,
@@ -63,7 +98,7 @@ pub struct Catalog {
     read_only: Vec<bool>,
     /// Serialized tools/list answers for subsets of the tools (callers the policy shows
     /// only some tools to), one per distinct visible set and era: built on first use.
-    subsets: Mutex<HashMap<SubsetKey, Bytes>>,
+    subsets: Mutex<HashMap<SubsetKey, Arc<Pages>>>,
     ttl_ms: u64,
     /// Backend tools that could not be served.
     pub skipped: Vec<Skipped>,
@@ -76,18 +111,30 @@ pub struct Catalog {
 impl Catalog {
     /// Builds the catalog from a backend's tools/list (all pages joined).
     pub fn build(backend_tools: Vec<Value>, ttl_ms: u64) -> Catalog {
-        Catalog::build_with(backend_tools, Vec::new(), Availability::default(), ttl_ms)
+        Catalog::build_with(
+            backend_tools,
+            Vec::new(),
+            Availability::default(),
+            ttl_ms,
+            DEFAULT_PAGE_SIZE,
+            None,
+        )
     }
 
     /// Builds the catalog from the union of the backend builds, plus the gateway's own
     /// tools (`gateway_tools`, served as they are, after the backend tools: a backend
-    /// tool with one of their names is not served), and who serves what.
+    /// tool with one of their names is not served), and who serves what; tools/list
+    /// in pages of `page_size` tools; with `node_enum`, the `node` parameter of every
+    /// backend tool lists those node names as its `enum`.
     pub fn build_with(
         backend_tools: Vec<Value>,
         gateway_tools: Vec<Value>,
         availability: Availability,
         ttl_ms: u64,
+        page_size: usize,
+        node_enum: Option<&[String]>,
     ) -> Catalog {
+        let page_size = page_size.max(1);
         let mut tools = HashMap::new();
         let mut names = Vec::new();
         let mut legacy_defs = Vec::new();
@@ -110,7 +157,7 @@ impl Catalog {
                 });
                 continue;
             }
-            match serve_tool(def) {
+            match serve_tool(def, node_enum) {
                 Ok((legacy, modern, param_headers)) if !tools.contains_key(&name) => {
                     let read_only =
                         def.pointer("/annotations/readOnlyHint") == Some(&Value::Bool(true));
@@ -140,6 +187,7 @@ impl Catalog {
                 }),
             }
         }
+        let backend_count = names.len();
         for def in &gateway_tools {
             let Some(name) = def.get("name").and_then(Value::as_str) else {
                 continue;
@@ -155,19 +203,23 @@ impl Catalog {
             legacy_defs.push(def.clone());
             modern_defs.push(def.clone());
         }
-        let serialize = |era, defs: &[Value]| {
-            Bytes::from(
-                serde_json::to_vec(&mcp::tools_list_result(era, defs, None, ttl_ms))
-                    .unwrap_or_default(),
-            )
-        };
         let read_only = names
             .iter()
             .map(|n: &String| tools.get(n).is_some_and(|t: &ServedTool| t.read_only))
             .collect();
+        let all: Vec<usize> = (0..names.len()).collect();
         Catalog {
-            list_legacy: serialize(Era::Legacy, &legacy_defs),
-            list_modern: serialize(Era::Modern, &modern_defs),
+            pages_legacy: paginate(
+                Era::Legacy,
+                &names,
+                &legacy_defs,
+                all.clone(),
+                page_size,
+                ttl_ms,
+            ),
+            pages_modern: paginate(Era::Modern, &names, &modern_defs, all, page_size, ttl_ms),
+            page_size,
+            backend_count,
             defs_legacy: legacy_defs,
             defs_modern: modern_defs,
             read_only,
@@ -181,18 +233,58 @@ impl Catalog {
         }
     }
 
-    /// The serialized `ListToolsResult` for an era.
+    /// The serialized first page of the `ListToolsResult` for an era (the whole list
+    /// when it fits one page).
     pub fn list_result(&self, era: Era) -> Bytes {
-        match era {
-            Era::Legacy => self.list_legacy.clone(),
-            Era::Modern => self.list_modern.clone(),
+        self.pages(era).bytes[0].clone()
+    }
+
+    /// The page of the tools/list answer that `cursor` (none: the first) points at.
+    /// `Err` is the message of a `-32602` for a cursor that does not decode.
+    pub fn list_page(&self, era: Era, cursor: Option<&str>) -> Result<Bytes, String> {
+        self.page_of(era, self.pages(era), cursor)
+    }
+
+    /// The serialized first page of the `ListToolsResult` for an era with only the
+    /// tools for which `visible(name, read_only)` holds.
+    pub fn list_result_where(&self, era: Era, visible: impl Fn(&str, bool) -> bool) -> Bytes {
+        match self.subset(era, visible) {
+            Some(pages) => pages.bytes[0].clone(),
+            None => self.list_result(era),
         }
     }
 
-    /// The serialized `ListToolsResult` for an era with only the tools for which
-    /// `visible(name, read_only)` holds. The answer for each distinct set is built once
-    /// per catalog and kept (at most [`MAX_SUBSETS`] of them).
-    pub fn list_result_where(&self, era: Era, visible: impl Fn(&str, bool) -> bool) -> Bytes {
+    /// [`Catalog::list_page`] over the tools for which `visible(name, read_only)`
+    /// holds. The pages of each distinct set are built once per catalog and kept (at
+    /// most [`MAX_SUBSETS`] sets).
+    pub fn list_page_where(
+        &self,
+        era: Era,
+        cursor: Option<&str>,
+        visible: impl Fn(&str, bool) -> bool,
+    ) -> Result<Bytes, String> {
+        match self.subset(era, visible) {
+            Some(pages) => self.page_of(era, &pages, cursor),
+            None => self.list_page(era, cursor),
+        }
+    }
+
+    fn pages(&self, era: Era) -> &Pages {
+        match era {
+            Era::Legacy => &self.pages_legacy,
+            Era::Modern => &self.pages_modern,
+        }
+    }
+
+    fn defs(&self, era: Era) -> &[Value] {
+        match era {
+            Era::Legacy => &self.defs_legacy,
+            Era::Modern => &self.defs_modern,
+        }
+    }
+
+    /// The pages of the visible subset; `None` when every tool is visible.
+    fn subset(&self, era: Era, visible: impl Fn(&str, bool) -> bool) -> Option<Arc<Pages>> {
         let mut bits = vec![0u64; self.names.len().div_ceil(64)];
         let mut all = true;
         for (i, (name, ro)) in self.names.iter().zip(&self.read_only).enumerate() {
@@ -203,32 +295,61 @@ impl Catalog {
             }
         }
         if all {
-            return self.list_result(era);
+            return None;
         }
         let key = (era, bits.into_boxed_slice());
         let mut subsets = self.subsets.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(b) = subsets.get(&key) {
-            return b.clone();
+        if let Some(p) = subsets.get(&key) {
+            return Some(p.clone());
         }
-        let defs = match era {
-            Era::Legacy => &self.defs_legacy,
-            Era::Modern => &self.defs_modern,
-        };
-        let chosen: Vec<Value> = defs
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| key.1[i / 64] & (1 << (i % 64)) != 0)
-            .map(|(_, d)| d.clone())
+        let members: Vec<usize> = (0..self.names.len())
+            .filter(|i| key.1[i / 64] & (1 << (i % 64)) != 0)
             .collect();
-        let bytes = Bytes::from(
-            serde_json::to_vec(&mcp::tools_list_result(era, &chosen, None, self.ttl_ms))
-                .unwrap_or_default(),
-        );
+        let pages = Arc::new(paginate(
+            era,
+            &self.names,
+            self.defs(era),
+            members,
+            self.page_size,
+            self.ttl_ms,
+        ));
         if subsets.len() >= MAX_SUBSETS {
             subsets.clear();
         }
-        subsets.insert(key, bytes.clone());
-        bytes
+        subsets.insert(key, pages.clone());
+        Some(pages)
+    }
+
+    /// The page of `pages` that `cursor` points at: a cached page, or (a cursor from
+    /// an earlier catalog, off the page boundaries) one serialized now.
+    fn page_of(&self, era: Era, pages: &Pages, cursor: Option<&str>) -> Result<Bytes, String> {
+        let Some(cursor) = cursor else {
+            return Ok(pages.bytes[0].clone());
+        };
+        let (offset, last) = decode_cursor(cursor)?;
+        let members = &pages.members;
+        let at = |i: usize| self.names[members[i]].as_str();
+        let start = if offset >= 1 && offset <= members.len() && at(offset - 1) == last {
+            offset
+        } else if let Some(p) = (0..members.len()).find(|&i| at(i) == last) {
+            p + 1
+        } else {
+            offset.min(members.len())
+        };
+        if start % self.page_size == 0
+            && let Some(b) = pages.bytes.get(start / self.page_size)
+        {
+            return Ok(b.clone());
+        }
+        Ok(serialize_page(
+            era,
+            &self.names,
+            self.defs(era),
+            members,
+            start,
+            self.page_size,
+            self.ttl_ms,
+        ))
     }
 
     /// A served tool by name.
@@ -236,9 +357,20 @@ impl Catalog {
         self.tools.get(name)
     }
 
-    /// Served tool names, in backend order.
+    /// Served tool names, in served order.
     pub fn names(&self) -> &[String] {
         &self.names
+    }
+
+    /// The backend tools' names (the gateway's own left out), in served order.
+    pub fn backend_names(&self) -> impl Iterator<Item = &str> {
+        self.names[..self.backend_count].iter().map(String::as_str)
+    }
+
+    /// Whether `other` serves the same tools with the same definitions, in the same
+    /// order (so clients need no list_changed).
+    pub fn same_tools(&self, other: &Catalog) -> bool {
+        self.defs_modern == other.defs_modern
     }
 
     /// Whether nothing can be served.
@@ -257,16 +389,99 @@ impl Catalog {
     }
 }
 
+/// `members` (indices into `names` / `defs`) cut into pages and serialized.
+fn paginate(
+    era: Era,
+    names: &[String],
+    defs: &[Value],
+    members: Vec<usize>,
+    page_size: usize,
+    ttl_ms: u64,
+) -> Pages {
+    let starts = (0..members.len().max(1)).step_by(page_size);
+    let bytes = starts
+        .map(|start| serialize_page(era, names, defs, &members, start, page_size, ttl_ms))
+        .collect();
+    Pages { members, bytes }
+}
+
+/// The answer listing `members[start..start + page_size]`, with a cursor to the rest.
+fn serialize_page(
+    era: Era,
+    names: &[String],
+    defs: &[Value],
+    members: &[usize],
+    start: usize,
+    page_size: usize,
+    ttl_ms: u64,
+) -> Bytes {
+    let end = start.saturating_add(page_size).min(members.len());
+    let start = start.min(end);
+    let chosen: Vec<Value> = members[start..end]
+        .iter()
+        .map(|&i| defs[i].clone())
+        .collect();
+    let next = (end < members.len()).then(|| encode_cursor(end, &names[members[end - 1]]));
+    Bytes::from(
+        serde_json::to_vec(&mcp::tools_list_result(
+            era,
+            &chosen,
+            next.as_deref(),
+            ttl_ms,
+        ))
+        .unwrap_or_default(),
+    )
+}
+
+/// The cursor of the page starting at `offset`, after the tool named `last`.
+fn encode_cursor(offset: usize, last: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{offset}:{last}"))
+}
+
+/// The position and last tool name inside a cursor.
+fn decode_cursor(cursor: &str) -> Result<(usize, String), String> {
+    let invalid = || {
+        format!(
+            "invalid cursor {:?}: pass nextCursor from an earlier tools/list answer",
+            crate::gateway::clip_chars(cursor, 40)
+        )
+    };
+    if cursor.len() > MAX_CURSOR_BYTES {
+        return Err(invalid());
+    }
+    let text = URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(invalid)?;
+    let (offset, last) = text.split_once(':').ok_or_else(invalid)?;
+    let offset: usize = offset.parse().map_err(|_| invalid())?;
+    Ok((offset, last.to_string()))
+}
+
 /// The legacy and modern definitions of one tool, and its `Mcp-Param-*` headers.
-fn serve_tool(def: &Value) -> Result<(Value, Value, Arc<[ParamHeader]>), String> {
+fn serve_tool(
+    def: &Value,
+    node_enum: Option<&[String]>,
+) -> Result<(Value, Value, Arc<[ParamHeader]>), String> {
     let obj = def.as_object().ok_or("the definition is not an object")?;
     match obj.get("name") {
         Some(Value::String(n)) if !n.is_empty() => {}
         _ => return Err("the definition has no name".into()),
     }
     let schema = obj.get("inputSchema").ok_or("it has no inputSchema")?;
-    let legacy_schema = add_node_param(schema, false)?;
-    let modern_schema = add_node_param(schema, true)?;
+    let mut legacy_schema = add_node_param(schema, false)?;
+    let mut modern_schema = add_node_param(schema, true)?;
+    if let Some(names) = node_enum {
+        for s in [&mut legacy_schema, &mut modern_schema] {
+            if let Some(Value::Object(node)) = s.pointer_mut(&format!("/properties/{NODE_PARAM}")) {
+                node.insert(
+                    "enum".into(),
+                    names.iter().map(|n| Value::from(n.as_str())).collect(),
+                );
+            }
+        }
+    }
     let param_headers = headers::param_headers(&modern_schema).map_err(|e| e.to_string())?;
     let with_schema = |s: Value| {
         let mut out = Map::with_capacity(obj.len());
@@ -505,5 +720,109 @@ mod tests {
         let all = catalog.list_result_where(Era::Legacy, |_, _| true);
         assert_eq!(all, catalog.list_result(Era::Legacy));
         assert_eq!(catalog.subsets.lock().unwrap().len(), 2);
+    }
+
+    fn page_names(b: &Bytes) -> (Vec<String>, Option<String>) {
+        let v: Value = serde_json::from_slice(b).unwrap();
+        let names = v["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect();
+        (names, v["nextCursor"].as_str().map(str::to_string))
+    }
+
+    fn numbered(n: usize) -> Vec<Value> {
+        (0..n)
+            .map(|i| json!({"name": format!("t{i:02}"), "inputSchema": {"type": "object"}}))
+            .collect()
+    }
+
+    #[test]
+    fn big_catalogs_are_paged_from_cached_bytes_and_bad_cursors_are_refused() {
+        let c = Catalog::build_with(numbered(7), Vec::new(), Availability::default(), 0, 3, None);
+        for era in [Era::Legacy, Era::Modern] {
+            let mut seen = Vec::new();
+            let mut cursor = None;
+            let mut pages = 0;
+            loop {
+                let b = c.list_page(era, cursor.as_deref()).unwrap();
+                let (names, next) = page_names(&b);
+                assert!(names.len() <= 3);
+                seen.extend(names);
+                pages += 1;
+                match next {
+                    Some(n) => {
+                        let again = c.list_page(era, Some(&n)).unwrap();
+                        let b2 = c.list_page(era, Some(&n)).unwrap();
+                        assert_eq!(again.as_ptr(), b2.as_ptr(), "a page is cached bytes");
+                        cursor = Some(n);
+                    }
+                    None => break,
+                }
+            }
+            assert_eq!(pages, 3);
+            assert_eq!(seen, c.names(), "every tool once, in the stable order");
+        }
+        for bad in ["%%%", "bm90LWEtY3Vyc29y", &URL_SAFE_NO_PAD.encode("x:t01")] {
+            assert!(c.list_page(Era::Modern, Some(bad)).is_err(), "{bad}");
+        }
+        // The policy's subsets page the same way.
+        let inner = |n: &str, _| n != "t00" && n != "t06";
+        let (first, next) = page_names(&c.list_page_where(Era::Legacy, None, inner).unwrap());
+        assert_eq!(first, ["t01", "t02", "t03"]);
+        let (rest, next) = page_names(
+            &c.list_page_where(Era::Legacy, next.as_deref(), inner)
+                .unwrap(),
+        );
+        assert_eq!((rest, next), (vec!["t04".to_string(), "t05".into()], None));
+    }
+
+    #[test]
+    fn a_cursor_survives_a_catalog_change() {
+        let old = Catalog::build_with(numbered(6), Vec::new(), Availability::default(), 0, 2, None);
+        let (_, cursor) = page_names(&old.list_page(Era::Modern, None).unwrap());
+        let cursor = cursor.unwrap();
+        // t00 removed: the list goes on after t01, the last tool the client got.
+        let mut tools = numbered(6);
+        tools.remove(0);
+        let new = Catalog::build_with(tools, Vec::new(), Availability::default(), 0, 2, None);
+        let (names, next) = page_names(&new.list_page(Era::Modern, Some(&cursor)).unwrap());
+        assert_eq!(names, ["t02", "t03"]);
+        assert!(next.is_some());
+        // t01 itself gone: from the same position.
+        let mut tools = numbered(6);
+        tools.remove(1);
+        let new = Catalog::build_with(tools, Vec::new(), Availability::default(), 0, 2, None);
+        let (names, _) = page_names(&new.list_page(Era::Modern, Some(&cursor)).unwrap());
+        assert_eq!(names, ["t03", "t04"]);
+    }
+
+    #[test]
+    fn node_can_list_the_ready_nodes() {
+        let names = ["a".to_string(), "b".to_string()];
+        let c = Catalog::build_with(
+            numbered(1),
+            Vec::new(),
+            Availability::default(),
+            0,
+            10,
+            Some(&names),
+        );
+        for era in [Era::Legacy, Era::Modern] {
+            let v: Value = serde_json::from_slice(&c.list_result(era)).unwrap();
+            assert_eq!(
+                v["tools"][0]["inputSchema"]["properties"]["node"]["enum"],
+                json!(["a", "b"])
+            );
+        }
+        let plain = Catalog::build(numbered(1), 0);
+        let v: Value = serde_json::from_slice(&plain.list_result(Era::Modern)).unwrap();
+        assert!(
+            v["tools"][0]["inputSchema"]["properties"]["node"]
+                .get("enum")
+                .is_none()
+        );
     }
 }

@@ -267,6 +267,21 @@ pub struct CatalogSettings {
     /// union, not one per pod.
     #[arg(long, env = "CATALOG_DEBOUNCE_MS", default_value_t = 500)]
     pub catalog_debounce_ms: u64,
+    /// Tools per tools/list page: a larger catalog is served in pages with opaque
+    /// cursors (each page serialized once), so no answer grows without bound.
+    #[arg(long, env = "CATALOG_PAGE_SIZE", default_value_t = crate::catalog::DEFAULT_PAGE_SIZE)]
+    pub catalog_page_size: usize,
+    /// Most backend pods the gateway listens to for `notifications/tools/list_changed`
+    /// at once (a legacy session's GET stream, or `subscriptions/listen`): each is an
+    /// open connection on both sides, so on a big cluster a few pods per build are
+    /// listened to and a change heard there re-learns the rest of that build (0: none).
+    #[arg(long, env = "CATALOG_LISTEN_MAX", default_value_t = 64)]
+    pub catalog_listen_max: usize,
+    /// Up to this many ready nodes, the `node` parameter of every tool lists their
+    /// names as an `enum` (refreshed, with a debounced list_changed, as nodes come and
+    /// go); above it, none, so a 5,000-node cluster does not bloat every schema (0: never).
+    #[arg(long, env = "NODE_ENUM_MAX_NODES", default_value_t = 50)]
+    pub node_enum_max_nodes: usize,
     /// Name of the gateway's fan-out tool (empty: no fan-out tool). A backend tool of
     /// the same name is not served (the log says so): pick another name then.
     #[arg(long, env = "FANOUT_TOOL_NAME", default_value = "fan_out")]
@@ -299,6 +314,12 @@ pub struct CatalogConfig {
     pub learn_timeout: Duration,
     /// Quiet time before a rebuild.
     pub debounce: Duration,
+    /// Tools per tools/list page.
+    pub page_size: usize,
+    /// Most pods listened to for tools/list_changed.
+    pub listen_max: usize,
+    /// Most ready nodes for which `node` carries an `enum` of their names.
+    pub node_enum_max: usize,
     /// The fan-out tool, unless disabled.
     pub fanout: Option<FanoutConfig>,
     /// The node-map tool's name, unless disabled.
@@ -331,6 +352,15 @@ impl CatalogSettings {
         }
         if self.catalog_debounce_ms > 60_000 {
             return Err(bad("CATALOG_DEBOUNCE_MS", "must be at most 60000"));
+        }
+        if !(1..=10_000).contains(&self.catalog_page_size) {
+            return Err(bad("CATALOG_PAGE_SIZE", "must be 1-10000"));
+        }
+        if self.node_enum_max_nodes > 1_000 {
+            return Err(bad("NODE_ENUM_MAX_NODES", "must be at most 1000"));
+        }
+        if self.catalog_listen_max > 10_000 {
+            return Err(bad("CATALOG_LISTEN_MAX", "must be at most 10000"));
         }
         let tool_name = |setting: &'static str, name: &str| {
             if name.len() > 128
@@ -379,6 +409,9 @@ impl CatalogSettings {
             learn_concurrency: self.catalog_learn_concurrency,
             learn_timeout: Duration::from_secs(self.catalog_learn_timeout_seconds),
             debounce: Duration::from_millis(self.catalog_debounce_ms),
+            page_size: self.catalog_page_size,
+            listen_max: self.catalog_listen_max,
+            node_enum_max: self.node_enum_max_nodes,
             fanout,
             nodes_tool: (!nodes_tool.is_empty()).then(|| nodes_tool.to_string()),
         })

@@ -272,11 +272,7 @@ pub async fn run(
         );
     };
     let nodes = gw.discovery().nodes();
-    let caller = call
-        .extensions
-        .get::<Arc<Caller>>()
-        .cloned()
-        .unwrap_or_else(|| Arc::new(Caller::anonymous()));
+    let caller = caller_of(&call);
     let policy = gw.policy().current();
     let grants = policy.grants(&caller);
     // The fan-out tool itself is a tool like any other for the policy.
@@ -538,6 +534,14 @@ fn render(era: Era, tool: &str, results: &[NodeResult], hidden: usize) -> Bytes 
         serde_json::to_vec(&mcp::tool_result(era, &text, Some(structured), ok == 0))
             .unwrap_or_default(),
     )
+}
+
+/// Who is calling: the authenticated caller in the request's extensions, else anonymous.
+pub(crate) fn caller_of(call: &ToolCall) -> Arc<Caller> {
+    call.extensions
+        .get::<Arc<Caller>>()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(Caller::anonymous()))
 }
 
 #[cfg(test)]

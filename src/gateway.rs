@@ -151,13 +151,10 @@ pub struct Handler(pub Arc<Gateway>);
 
 impl ToolHandler for Handler {
     fn list_tools(&self, era: Era, cursor: Option<&str>) -> Result<Bytes, ErrorObject> {
-        if let Some(c) = cursor {
-            return Err(ErrorObject::invalid_params(format!(
-                "unknown cursor {:?}: the gateway lists all tools on one page",
-                shorten(c)
-            )));
-        }
-        Ok(self.0.catalog().list_result(era))
+        self.0
+            .catalog()
+            .list_page(era, cursor)
+            .map_err(ErrorObject::invalid_params)
     }
 
     fn list_tools_for(
@@ -166,11 +163,6 @@ impl ToolHandler for Handler {
         cursor: Option<&str>,
         request: &http::Extensions,
     ) -> Result<Bytes, ErrorObject> {
-        if let Some(c) = cursor {
-            return Err(ErrorObject::invalid_params(format!(
-                "unknown cursor {c:?}: the gateway lists all tools on one page"
-            )));
-        }
         let catalog = self.0.catalog();
         let policy = self.0.policy.current();
         let anonymous;
@@ -183,11 +175,15 @@ impl ToolHandler for Handler {
         };
         let grants = policy.grants(caller);
         if grants.sees_everything() {
-            return Ok(catalog.list_result(era));
+            return catalog
+                .list_page(era, cursor)
+                .map_err(ErrorObject::invalid_params);
         }
-        Ok(catalog.list_result_where(era, |name, read_only| {
-            grants.may_see(ToolFacts { name, read_only })
-        }))
+        catalog
+            .list_page_where(era, cursor, |name, read_only| {
+                grants.may_see(ToolFacts { name, read_only })
+            })
+            .map_err(ErrorObject::invalid_params)
     }
 
     fn param_headers(&self, tool: &str) -> Option<Arc<[ParamHeader]>> {

@@ -9,6 +9,8 @@
 //! - [`cluster`]: EndpointSlice watch -> live map node name -> pod IP.
 //! - [`builds`]: every pod's tools, grouped by build; the served union and who serves what.
 //! - [`capabilities`]: what the gateway announces: the union of its backends' capabilities.
+//! - [`learn`]: asking pods for their tools in the background, following the cluster.
+//! - [`listen`]: hearing a bounded set of pods say their tools changed.
 //! - [`catalog`]: the backend tools with `node` prepended; cached tools/list answers.
 //! - [`fanout`]: the fan-out tool: one backend tool on many nodes, per-node results.
 //! - [`nodemap`]: the node-map tool: nodes, their state, zone, pod and build.
@@ -40,6 +42,8 @@ pub mod content;
 pub mod demo;
 pub mod fanout;
 pub mod gateway;
+pub mod learn;
+pub mod listen;
 pub mod lists;
 pub mod metrics;
 pub mod nodemap;

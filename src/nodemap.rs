@@ -6,6 +6,10 @@
 //! (NODES_TOOL_NAME, `list_nodes` by default) answers from the in-memory node map and
 //! the catalog's build table, never from the Kubernetes API; filters by name glob,
 //! state and zone; pages through big clusters with an opaque cursor.
+//!
+//! The caller's node policy applies: a node is listed only when the caller may call
+//! at least one of the served backend tools on it (so the map never shows a caller
+//! nodes it could not use, nor tells it how many there are).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -20,7 +24,7 @@ use crate::cluster::NodeEndpoint;
 use crate::fanout::GATEWAY_TOOL_META;
 use crate::gateway::{Gateway, MAX_NODE_NAME_BYTES};
 use crate::metrics::CallOutcome;
-use crate::policy::Glob;
+use crate::policy::{Glob, ToolFacts};
 
 /// Nodes per page unless `limit` says otherwise.
 pub const DEFAULT_LIMIT: usize = 200;
@@ -159,8 +163,34 @@ pub fn run(gw: &Arc<Gateway>, call: &ToolCall) -> (CallOutcome, Result<Bytes, Er
     let nodes = gw.discovery().nodes();
     let catalog = gw.catalog();
     let availability = catalog.availability();
+    let caller = crate::fanout::caller_of(call);
+    let policy = gw.policy().current();
+    let grants = policy.grants(&caller);
+    // The backend tools this caller may call somewhere; a node is shown when one of
+    // them may be called on it.
+    let callable: Vec<ToolFacts> = if grants.sees_everything() {
+        Vec::new()
+    } else {
+        catalog
+            .backend_names()
+            .filter_map(|name| {
+                let facts = ToolFacts {
+                    name,
+                    read_only: catalog.get(name).is_some_and(|t| t.read_only),
+                };
+                grants.may_see(facts).then_some(facts)
+            })
+            .collect()
+    };
+    let may_use = |node: &str| {
+        grants.sees_everything()
+            || callable
+                .iter()
+                .any(|t| grants.check(&caller.subject, *t, node).is_ok())
+    };
     let matches = |e: &&NodeEndpoint| {
-        glob.as_ref().is_none_or(|g| g.matches(&e.node))
+        may_use(&e.node)
+            && glob.as_ref().is_none_or(|g| g.matches(&e.node))
             && zone.as_ref().is_none_or(|z| e.zone.as_ref() == Some(z))
             && match state {
                 "ready" => e.ready,

@@ -10,7 +10,6 @@ use mcp_protocol::serve::ConnectionLimits;
 use mcp_protocol::server::{McpServer, RpcMethod, ServerConfig, SessionOwner};
 use mcp_protocol::session::SessionConfig;
 use serde_json::{Value, json};
-use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +22,7 @@ use crate::catalog::Catalog;
 use crate::cluster::{Discovery, NodeMap};
 use crate::config::{CatalogConfig, Config};
 use crate::gateway::{Gateway, Handler};
+use crate::learn::{Learner, NotReady};
 use crate::metrics::{Gauges, Metrics};
 use crate::policy::PolicyStore;
 use crate::upstream::{BackendCredentials, Upstreams};
@@ -81,8 +81,8 @@ pub struct App {
     pub metrics_auth: bool,
     /// How often the policy file is checked for changes.
     pub policy_reload: Duration,
-    /// What every pod serves (owned by the cluster follower; locked while it learns).
-    pub builds: Arc<tokio::sync::Mutex<Builds>>,
+    /// The learner of the pods' builds, taken by [`follow_cluster`] when serving starts.
+    pub learner: Arc<std::sync::Mutex<Option<Learner>>>,
     /// The builds and conflicts as last published, for `/readyz`.
     pub catalog_report: Arc<std::sync::RwLock<Value>>,
     /// How the catalog is learned and the fan-out tool's settings.
@@ -209,40 +209,19 @@ pub async fn start_with(
         )
         .with_mode(config.backend_mode),
     );
-    let mut changes = discovery.changes();
-    let mut builds = Builds::default();
-    let learn = &config.catalog;
-    loop {
-        let nodes = discovery.nodes();
-        if nodes.ready().next().is_some() {
-            builds
-                .learn(
-                    &upstreams,
-                    &nodes,
-                    learn.learn_concurrency,
-                    learn.learn_timeout,
-                )
-                .await;
-            if !builds.is_empty() {
-                break;
-            }
-            if started.elapsed() >= config.startup_wait {
-                return Err(StartError::NoTools(builds.failures()));
-            }
-            tracing::warn!(error = %builds.failures(), "no backend listed its tools yet; waiting");
-        } else if started.elapsed() >= config.startup_wait {
-            return Err(StartError::NoBackends {
+    let mut learner = Learner::new(upstreams.clone(), config.catalog.clone());
+    let wait = config.startup_wait.saturating_sub(started.elapsed());
+    learner
+        .until_ready(&discovery, wait)
+        .await
+        .map_err(|e| match e {
+            NotReady::NoBackends => StartError::NoBackends {
                 service: config.service_name.clone(),
                 namespace: config.service_namespace.clone(),
-            });
-        }
-        let left = config
-            .startup_wait
-            .saturating_sub(started.elapsed())
-            .min(Duration::from_secs(2));
-        let _ = tokio::time::timeout(left, changes.changed()).await;
-    }
-    let (catalog, report) = build_catalog(&builds, &discovery.nodes(), learn);
+            },
+            NotReady::NoTools(why) => StartError::NoTools(why),
+        })?;
+    let (catalog, report) = learner.catalog();
     log_catalog(&catalog);
     if catalog.is_empty() {
         return Err(StartError::NoTools(
@@ -306,7 +285,7 @@ pub async fn start_with(
         resource_metadata: resource_metadata(config),
         metrics_auth: config.metrics_auth,
         policy_reload: config.policy_reload,
-        builds: Arc::new(tokio::sync::Mutex::new(builds)),
+        learner: Arc::new(std::sync::Mutex::new(Some(learner))),
         catalog_report: Arc::new(std::sync::RwLock::new(report)),
         catalog_config: config.catalog.clone(),
         sealer,
@@ -338,7 +317,17 @@ pub fn build_catalog(builds: &Builds, nodes: &NodeMap, config: &CatalogConfig) -
             })
         })
         .collect();
-    let catalog = Catalog::build_with(union.tools, gateway_tools, union.availability, LIST_TTL_MS);
+    let ready: Vec<String> = nodes.ready().map(|e| e.node.clone()).collect();
+    let node_enum =
+        (!ready.is_empty() && ready.len() <= config.node_enum_max).then_some(&ready[..]);
+    let catalog = Catalog::build_with(
+        union.tools,
+        gateway_tools,
+        union.availability,
+        LIST_TTL_MS,
+        config.page_size,
+        node_enum,
+    );
     (catalog, report)
 }
 
@@ -360,67 +349,39 @@ fn log_catalog(catalog: &Catalog) {
     tracing::info!(tools = ?catalog.names(), "serving tools");
 }
 
-/// Keeps the upstream pool and the catalog in step with the cluster: forgets clients
-/// and builds of pods that left, learns pods that arrived (once per pod, bounded and
-/// with a deadline each), retries pods that could not be learned, and rebuilds the
-/// union after a quiet time (CATALOG_DEBOUNCE_MS), telling clients only when the
-/// served list really changed.
+/// Keeps the upstream pool and the catalog in step with the cluster ([`Learner::run`]):
+/// publishes each new catalog, telling clients only when the served list really
+/// changed.
 pub async fn follow_cluster(app: App) {
-    let mut changes = app.gateway.discovery().changes();
-    let config = app.catalog_config.clone();
-    loop {
-        let has_failed = app.builds.lock().await.has_failed();
-        let retry = async {
-            if has_failed {
-                tokio::time::sleep(crate::builds::RETRY_FAILED_AFTER).await
-            } else {
-                std::future::pending::<()>().await
+    let learner = app.learner.lock().ok().and_then(|mut l| l.take());
+    let Some(learner) = learner else {
+        return;
+    };
+    let discovery = app.gateway.discovery().clone();
+    learner
+        .run(discovery, move |catalog, report| {
+            if let Ok(mut r) = app.catalog_report.write() {
+                *r = report;
             }
-        };
-        tokio::select! {
-            r = changes.changed() => if r.is_err() { return },
-            _ = retry => {}
-        }
-        // Debounce: wait until the node set has been quiet for a moment.
-        while let Ok(Ok(())) = tokio::time::timeout(config.debounce, changes.changed()).await {}
-        let nodes = changes.borrow_and_update().clone();
-        let live: HashSet<_> = nodes.ready().map(|e| e.ip).collect();
-        app.upstreams.retain(|ip| live.contains(ip));
-        let mut builds = app.builds.lock().await;
-        builds.retain_ready(&nodes);
-        builds
-            .learn(
-                &app.upstreams,
-                &nodes,
-                config.learn_concurrency,
-                config.learn_timeout,
-            )
-            .await;
-        let (catalog, report) = build_catalog(&builds, &nodes, &config);
-        drop(builds);
-        if let Ok(mut r) = app.catalog_report.write() {
-            *r = report;
-        }
-        if catalog.is_empty() {
-            tracing::warn!("the backends now offer no servable tool; keeping the previous catalog");
-            continue;
-        }
-        let changed = app
-            .gateway
-            .catalog()
-            .list_result(mcp_protocol::mcp::Era::Modern)
-            != catalog.list_result(mcp_protocol::mcp::Era::Modern);
-        if changed {
-            log_catalog(&catalog);
-        }
-        // Always swap: who serves what may have changed even when the list did not.
-        app.gateway.set_catalog(catalog);
-        announce_capabilities(&app.mcp, &app.upstreams);
-        if changed {
-            app.mcp.notify_tools_changed();
-        }
-        app.metrics.record_catalog_rebuild(changed);
-    }
+            if catalog.is_empty() {
+                tracing::warn!(
+                    "the backends now offer no servable tool; keeping the previous catalog"
+                );
+                return;
+            }
+            let changed = !app.gateway.catalog().same_tools(&catalog);
+            if changed {
+                log_catalog(&catalog);
+            }
+            // Always swap: who serves what may have changed even when the list did not.
+            app.gateway.set_catalog(catalog);
+            announce_capabilities(&app.mcp, &app.upstreams);
+            if changed {
+                app.mcp.notify_tools_changed();
+            }
+            app.metrics.record_catalog_rebuild(changed);
+        })
+        .await
 }
 
 /// Counts the discovery watch coming back after it went down.

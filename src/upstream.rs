@@ -28,10 +28,20 @@ use tokio_util::sync::CancellationToken;
 /// The MCP clients of the backend pods, keyed by pod IP.
 pub struct Upstreams {
     http: reqwest::Client,
+    /// For one-off exchanges (learning a pod's build, listening to it): keeps no idle
+    /// connection, so learning 5,000 pods leaves no 5,000 sockets and buffers behind.
+    probe_http: reqwest::Client,
     port: u16,
     path: String,
     options: ClientOptions,
     clients: Mutex<HashMap<IpAddr, Arc<McpClient>>>,
+    /// The tool definitions each pod's build lists (shared per build), so a new
+    /// pooled client knows the `x-mcp-header` parameters without a tools/list of its
+    /// own before its first 2026-07-28 call.
+    known_tools: std::sync::RwLock<HashMap<IpAddr, Arc<Vec<Value>>>>,
+    /// The capabilities each learned pod announced (equal values shared), so the
+    /// gateway announces their union before any call has opened a pooled client.
+    learned_capabilities: std::sync::RwLock<HashMap<IpAddr, Arc<Value>>>,
     /// Keeps the token-file watcher alive as long as the pool.
     _credentials: BackendCredentials,
 }
@@ -132,10 +142,19 @@ impl Upstreams {
         options.capabilities = crate::relay::upstream_capabilities();
         Upstreams {
             http: http_client(Duration::from_secs(5)),
+            probe_http: reqwest::Client::builder()
+                .tcp_nodelay(true)
+                .connect_timeout(Duration::from_secs(5))
+                .pool_max_idle_per_host(0)
+                .no_proxy()
+                .build()
+                .unwrap_or_else(|_| reqwest::Client::new()),
             port,
             path: path.to_string(),
             options,
             clients: Mutex::new(HashMap::new()),
+            known_tools: std::sync::RwLock::new(HashMap::new()),
+            learned_capabilities: std::sync::RwLock::new(HashMap::new()),
             _credentials: credentials,
         }
     }
@@ -164,13 +183,28 @@ impl Upstreams {
         clients
             .entry(ip)
             .or_insert_with(|| {
-                Arc::new(McpClient::new(
-                    self.http.clone(),
-                    self.url(ip),
-                    self.options.clone(),
-                ))
+                let client = McpClient::new(self.http.clone(), self.url(ip), self.options.clone());
+                if let Ok(known) = self.known_tools.read()
+                    && let Some(tools) = known.get(&ip)
+                {
+                    client.learn_tools(tools);
+                }
+                Arc::new(client)
             })
             .clone()
+    }
+
+    /// Records what each pod's build lists (see `known_tools`); replaces the last set.
+    pub fn set_known_tools(&self, tools: HashMap<IpAddr, Arc<Vec<Value>>>) {
+        if let Ok(mut known) = self.known_tools.write() {
+            *known = tools;
+        }
+    }
+
+    /// A client of its own for one exchange with a pod (learning its tools, listening
+    /// for changes), not pooled: dropped with its connection when done.
+    pub fn probe(&self, ip: IpAddr) -> McpClient {
+        McpClient::new(self.probe_http.clone(), self.url(ip), self.options.clone())
     }
 
     /// Forgets the clients of pods that are gone.
@@ -178,6 +212,25 @@ impl Upstreams {
         if let Ok(mut clients) = self.clients.lock() {
             clients.retain(|ip, _| live(ip));
         }
+        if let Ok(mut learned) = self.learned_capabilities.write() {
+            learned.retain(|ip, _| live(ip));
+        }
+    }
+
+    /// Records the capabilities a pod announced when its tools were learned.
+    pub fn note_capabilities(&self, ip: IpAddr, capabilities: Value) {
+        let Ok(mut learned) = self.learned_capabilities.write() else {
+            return;
+        };
+        // Pods of one build announce the same: share the value of a neighbour that has
+        // it (a bounded look, so the cost does not grow with the cluster).
+        let shared = learned
+            .values()
+            .take(8)
+            .find(|v| ***v == capabilities)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(capabilities));
+        learned.insert(ip, shared);
     }
 
     /// The capabilities each connected backend announced.
@@ -186,10 +239,20 @@ impl Upstreams {
             Ok(c) => c,
             Err(poisoned) => poisoned.into_inner(),
         };
-        clients
+        let mut all: Vec<Value> = clients
             .values()
             .filter_map(|c| c.connection().map(|conn| conn.capabilities.clone()))
-            .collect()
+            .collect();
+        drop(clients);
+        if let Ok(learned) = self.learned_capabilities.read() {
+            let mut seen = std::collections::HashSet::new();
+            for v in learned.values() {
+                if seen.insert(Arc::as_ptr(v)) && !all.contains(v) {
+                    all.push((**v).clone());
+                }
+            }
+        }
+        all
     }
 
     /// Number of pooled clients (for metrics).

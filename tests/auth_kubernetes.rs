@@ -315,6 +315,18 @@ async fn policy_filters_tools_list_per_caller_and_refuses_calls_outside_it() {
         out.result.is_ok_and(|r| text(&r).contains("zz-tripwire"))
     })
     .await;
+    // The gateway asks every new pod for its tools (in the background, not a call):
+    // count only what comes after that attempt failed.
+    let readyz = format!("{}/readyz", url.trim_end_matches("/mcp"));
+    procs::eventually("the tripwire pod's tools/list failed", DEADLINE, || async {
+        let body = reqwest::get(&readyz).await.unwrap().bytes().await.unwrap();
+        let report: Value = serde_json::from_slice(&body).unwrap();
+        report["catalog"]["notLearned"]
+            .as_array()
+            .is_some_and(|n| n.iter().any(|e| e["node"] == "zz-tripwire"))
+    })
+    .await;
+    let learned_hits = tripwire.hits.load(Ordering::SeqCst);
 
     for mode in [ClientMode::Legacy, ClientMode::Modern] {
         let reader = client_with_token(&url, mode, "reader-token");
@@ -360,7 +372,7 @@ async fn policy_filters_tools_list_per_caller_and_refuses_calls_outside_it() {
     }
     assert_eq!(
         tripwire.hits.load(Ordering::SeqCst),
-        0,
+        learned_hits,
         "a refused call reached the node"
     );
     // The control: a caller allowed on every node does reach it.
@@ -808,5 +820,44 @@ async fn prompts_and_resources_are_served_only_to_callers_the_policy_does_not_li
             refused.message.contains("Not allowed"),
             "{mode:?}: {refused:?}"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_map_lists_only_the_nodes_the_caller_may_call_and_pages_tools_list() {
+    let policy = policy_file(
+        "nodemap",
+        "default: deny\nrules:\n  - subjects: [{serviceAccount: agents/reader}]\n    tools: [node_info, list_nodes]\n    nodes: [node-2]\n  - subjects: [{user: olivia}]\n    tools: [\"*\"]\n",
+    );
+    let c = secured(9, &policy, &[("CATALOG_PAGE_SIZE", "2".into())]).await;
+    for mode in [ClientMode::Legacy, ClientMode::Modern] {
+        let reader = client_with_token(&c.url(), mode, "reader-token");
+        let out = call(&reader, "list_nodes", json!({}), None).await;
+        let r = out.result.unwrap();
+        let s = &r["structuredContent"];
+        assert_eq!(s["total"], 1, "{mode:?}: {r}");
+        assert_eq!(s["nodes"][0]["name"], "node-2", "{r}");
+        assert!(!text(&r).contains("node-1"), "{r}");
+        // Someone the policy gives everything sees every node, and the tools in
+        // pages of two that the client follows to the end.
+        let ops = client_with_token(&c.url(), mode, "ops-token");
+        let out = call(&ops, "list_nodes", json!({}), None).await;
+        assert_eq!(out.result.unwrap()["structuredContent"]["total"], 2);
+        let all = ops.list_tools().await.unwrap().unwrap();
+        assert_eq!(all.len(), 6, "{mode:?}: {all:?}");
+        let mine = reader.list_tools().await.unwrap().unwrap();
+        assert_eq!(tool_names(&mine), ["list_nodes", "node_info"], "{mode:?}");
+        // A cursor that is not one of ours: -32602.
+        let mut params = serde_json::Map::new();
+        params.insert("cursor".into(), "bm8tc3VjaC1jdXJzb3I".into());
+        let reply = ops
+            .request(
+                "tools/list",
+                params,
+                mcp_protocol::client::RequestOptions::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(reply.unwrap_err().code, -32602, "{mode:?}");
     }
 }

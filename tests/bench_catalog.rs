@@ -190,16 +190,17 @@ async fn bench_catalog_of_3_builds_over_5000_nodes() {
         _ => vec!["disk_usage".into()],
     })
     .await;
+    let mut env = vec![
+        ("KUBECONFIG", kube.kubeconfig_path().display().to_string()),
+        ("BACKEND_PORT", port.to_string()),
+        ("RUST_LOG", "warn".into()),
+    ];
+    // To compare settings: CATALOG_LEARN_CONCURRENCY=64 cargo nextest run ...
+    if let Ok(n) = std::env::var("CATALOG_LEARN_CONCURRENCY") {
+        env.push(("CATALOG_LEARN_CONCURRENCY", n));
+    }
     let started = Instant::now();
-    let gw = procs::spawn_gateway(
-        IpAddr::V4(Ipv4Addr::new(127, 61, 250, 1)),
-        &[
-            ("KUBECONFIG", kube.kubeconfig_path().display().to_string()),
-            ("BACKEND_PORT", port.to_string()),
-            ("RUST_LOG", "warn".into()),
-        ],
-    )
-    .await;
+    let gw = procs::spawn_gateway(IpAddr::V4(Ipv4Addr::new(127, 61, 250, 1)), &env).await;
     let ready = started.elapsed();
     let base = gw.url().trim_end_matches("/mcp").to_string();
     let readyz = || async {

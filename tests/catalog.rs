@@ -3,7 +3,9 @@
 //! Kubernetes API with zones, and the real gateway.
 //!
 //! Addresses: 127.50.net.host (net 1: rollout, 2: a hanging pod, 3: fan-out, 4: node map,
-//! 5: fan-out cancelled).
+//! 5: fan-out cancelled); 127.91.net.host (net 2: two builds with a differing schema
+//! rolled over and pods that change their tools, 2026-07-28 backends; 3: the same,
+//! legacy backends).
 
 mod support;
 
@@ -85,7 +87,7 @@ async fn listen_legacy(url: &str) -> Arc<Mutex<String>> {
         .to_str()
         .unwrap()
         .to_string();
-    let mut stream = http
+    let stream = http
         .get(url)
         .header("accept", "text/event-stream")
         .header("mcp-session-id", &session)
@@ -94,6 +96,11 @@ async fn listen_legacy(url: &str) -> Arc<Mutex<String>> {
         .await
         .unwrap();
     assert_eq!(stream.status(), 200);
+    collect(stream)
+}
+
+/// Everything an open stream sends, gathered as it arrives.
+fn collect(mut stream: reqwest::Response) -> Arc<Mutex<String>> {
     let seen = Arc::new(Mutex::new(String::new()));
     let out = seen.clone();
     tokio::spawn(async move {
@@ -236,18 +243,23 @@ async fn a_hanging_pod_does_not_hold_the_catalog_and_times_out_alone_in_a_fan_ou
         2,
         port,
         &[
-            ("CATALOG_LEARN_TIMEOUT_SECONDS", "1".into()),
+            // Far longer than the test: the catalog must not wait for it.
+            ("CATALOG_LEARN_TIMEOUT_SECONDS", "600".into()),
             ("FANOUT_NODE_TIMEOUT_SECONDS", "1".into()),
         ],
     )
     .await;
     let url = gw.url();
+    // Served while the hanging pod is still being asked.
     assert_eq!(tools(&url, ClientMode::Modern).await.len(), 4);
     let report = readyz(&url).await;
+    assert_eq!(report["ready"], true, "{report}");
     assert_eq!(
-        report["catalog"]["notLearned"][0]["node"], "node-2",
+        report["catalog"]["learning"],
+        json!({"pods": 1, "nodes": ["node-2"]}),
         "{report}"
     );
+    assert_eq!(report["catalog"]["builds"][0]["readyNodes"], 2, "{report}");
     let out = call(
         &client(&url, ClientMode::Modern),
         "fan_out",
@@ -564,4 +576,200 @@ async fn cancelling_a_fan_out_cancels_the_node_calls_still_running() {
         })
         .await;
     }
+}
+
+/// Collects what arrives on a 2026-07-28 `subscriptions/listen` stream (returns once
+/// the stream is open).
+async fn listen_modern(url: &str) -> Arc<Mutex<String>> {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen", "params": {
+        "notifications": {"toolsListChanged": true},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "0"}}}});
+    let stream = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "subscriptions/listen")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    if stream.status() != 200 {
+        panic!("{}: {}", stream.status(), stream.text().await.unwrap());
+    }
+    collect(stream)
+}
+
+fn schema_props(tools: &[Value], name: &str) -> Vec<String> {
+    let t = tools.iter().find(|t| t["name"] == name).unwrap();
+    t["inputSchema"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_builds_with_a_differing_schema_roll_over_and_changed_pods_are_relearned_modern_backends()
+ {
+    two_builds_roll_over(2, "modern").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_builds_with_a_differing_schema_roll_over_and_changed_pods_are_relearned_legacy_backends()
+ {
+    two_builds_roll_over(3, "legacy").await;
+}
+
+/// Build A on 3 nodes, build B (another list_processes schema, no disk_usage) on 2:
+/// the union, availability errors, every A pod replaced by a B pod with one
+/// list_changed per step on both client eras, then B's pods change their tools and
+/// say so (`BACKEND_PROTOCOL` is `backend`; heard on subscriptions/listen or the legacy
+/// GET stream) and the gateway re-learns them.
+async fn two_builds_roll_over(net: u8, backend: &str) {
+    let at = |h: u8| IpAddr::V4(Ipv4Addr::new(127, 91, net, h));
+    let kube = FakeKube::start().await;
+    let addrs: Vec<IpAddr> = (2..=6).chain(12..=14).map(at).collect();
+    let port = procs::common_free_port(&addrs);
+    // Build B: list_processes with another schema, no disk_usage (hidden through a
+    // file its pods re-read, so they can change their tools later).
+    let dir = std::env::temp_dir().join(format!("catalog-builds-{backend}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let hide_file = dir.join("hide");
+    std::fs::write(&hide_file, "disk_usage").unwrap();
+    let build_b = vec![
+        ("TOOL_VARIANT", "b".to_string()),
+        ("HIDE_TOOLS_FILE", hide_file.display().to_string()),
+    ];
+    let spawn = |node: String, addr: IpAddr, b: bool| {
+        let env = if b { build_b.clone() } else { Vec::new() };
+        let kube = &kube;
+        async move {
+            let p = procs::spawn_backend_with(&node, addr, port, &env).await;
+            kube.set_node(&node, addr, true);
+            p
+        }
+    };
+    let mut pods = Vec::new();
+    for n in 1..=5u8 {
+        pods.push(spawn(format!("node-{n}"), at(n + 1), n > 3).await);
+    }
+    let gw = procs::spawn_gateway(
+        at(1),
+        &[
+            ("KUBECONFIG", kube.kubeconfig_path().display().to_string()),
+            ("BACKEND_PORT", port.to_string()),
+            ("CATALOG_DEBOUNCE_MS", "300".to_string()),
+            ("BACKEND_PROTOCOL", backend.to_string()),
+        ],
+    )
+    .await;
+    let url = gw.url();
+    for mode in [ClientMode::Legacy, ClientMode::Modern] {
+        let served = tools(&url, mode).await;
+        // A is on 3 of 5 nodes: its definition of list_processes is served.
+        assert!(!schema_props(&served, "list_processes").contains(&"variant".into()));
+        assert_eq!(
+            availability(&served, "list_processes"),
+            json!({"nodes": 3, "of": 5})
+        );
+        assert_eq!(
+            availability(&served, "disk_usage"),
+            json!({"nodes": 3, "of": 5})
+        );
+        let out = call(
+            &client(&url, mode),
+            "list_processes",
+            json!({"node": "node-4"}),
+            None,
+        )
+        .await;
+        let r = out.result.unwrap();
+        assert!(is_error(&r), "{r}");
+        assert!(
+            text(&r).contains("Nodes that do: node-1, node-2, node-3."),
+            "{r}"
+        );
+    }
+    // Five nodes (under NODE_ENUM_MAX_NODES): `node` lists them.
+    let served = tools(&url, ClientMode::Modern).await;
+    let node = &served[0]["inputSchema"]["properties"]["node"];
+    assert_eq!(
+        node["enum"],
+        json!(["node-1", "node-2", "node-3", "node-4", "node-5"]),
+        "{node}"
+    );
+    let report = readyz(&url).await;
+    assert_eq!(
+        report["catalog"]["conflicts"][0]["tool"], "list_processes",
+        "{report}"
+    );
+    assert_eq!(report["catalog"]["listening"], 5, "{report}");
+
+    // Replace every pod of build A by a pod of build B, one at a time.
+    let legacy = listen_legacy(&url).await;
+    let modern = listen_modern(&url).await;
+    let steps = [
+        (json!({"nodes": 3, "of": 5}), json!({"nodes": 2, "of": 5})),
+        (json!({"nodes": 4, "of": 5}), json!({"nodes": 1, "of": 5})),
+        (Value::Null, Value::Null),
+    ];
+    for (i, (n, (procs_avail, disk_avail))) in (1..=3u8).zip(steps).enumerate() {
+        let old = &mut pods[n as usize - 1];
+        old.child.kill().ok();
+        let _ = old.child.wait();
+        pods.push(spawn(format!("node-{n}"), at(n + 11), true).await);
+        procs::eventually("the catalog follows the rollout", DEADLINE, || async {
+            let served = tools(&url, ClientMode::Modern).await;
+            let has_disk = served.iter().any(|t| t["name"] == "disk_usage");
+            schema_props(&served, "list_processes").contains(&"variant".into())
+                && availability(&served, "list_processes") == procs_avail
+                && (if disk_avail.is_null() {
+                    !has_disk
+                } else {
+                    availability(&served, "disk_usage") == disk_avail
+                })
+                && list_changed(&legacy) == i + 1
+                && list_changed(&modern) == i + 1
+        })
+        .await;
+    }
+    for mode in [ClientMode::Legacy, ClientMode::Modern] {
+        let served = tools(&url, mode).await;
+        assert_eq!(
+            names(&served),
+            ["node_info", "list_processes", "cpu_usage"],
+            "{mode:?}"
+        );
+        let out = call(
+            &client(&url, mode),
+            "list_processes",
+            json!({"node": "node-1", "limit": 1}),
+            None,
+        )
+        .await;
+        assert!(!is_error(&out.result.unwrap()), "{mode:?}");
+    }
+    assert_eq!(list_changed(&legacy), 3, "one list_changed per real change");
+    assert_eq!(list_changed(&modern), 3, "one list_changed per real change");
+
+    // The pods now drop cpu_usage and say so: the gateway hears it and re-learns.
+    std::fs::write(&hide_file, "disk_usage,cpu_usage").unwrap();
+    procs::eventually("the pods' change reaches the catalog", DEADLINE, || async {
+        let served = tools(&url, ClientMode::Legacy).await;
+        !served.iter().any(|t| t["name"] == "cpu_usage")
+            && list_changed(&legacy) > 3
+            && list_changed(&modern) > 3
+    })
+    .await;
+    let report = readyz(&url).await;
+    assert_eq!(
+        report["catalog"]["builds"].as_array().unwrap().len(),
+        1,
+        "{report}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -45,6 +45,14 @@ struct Settings {
     /// play node servers of different builds.
     #[arg(long, env = "HIDE_TOOLS", default_value = "")]
     hide_tools: String,
+    /// Test knob: `b` serves `list_processes` with another schema (one more optional
+    /// parameter), as a second build of the same tool would.
+    #[arg(long, env = "TOOL_VARIANT")]
+    tool_variant: Option<String>,
+    /// Test knob: a file of tool names not to offer (comma-separated), read again
+    /// every 100 ms; a change is announced with `notifications/tools/list_changed`.
+    #[arg(long, env = "HIDE_TOOLS_FILE")]
+    hide_tools_file: Option<PathBuf>,
 }
 
 /// Runs; a start-up failure is one line with its causes.
@@ -90,11 +98,16 @@ async fn run() -> anyhow::Result<()> {
             .map(str::to_owned)
             .collect(),
     };
-    node_mcp_server::server::run_with_options(
+    let knobs = node_mcp_server::server::Knobs {
+        interactive: settings.interactive_tools,
+        variant: settings.tool_variant.clone(),
+        hide_tools_file: settings.hide_tools_file.clone(),
+    };
+    node_mcp_server::server::run_with_knobs(
         listener,
         ctx,
         std::sync::Arc::new(auth),
-        settings.interactive_tools,
+        knobs,
         mcp_protocol::serve::shutdown_signal(),
     )
     .await;

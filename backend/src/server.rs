@@ -9,7 +9,7 @@ use mcp_protocol::jsonrpc::{self, ErrorObject};
 use mcp_protocol::mcp::{self, Era};
 use mcp_protocol::server::{BoxFuture, McpServer, ServerConfig, ToolCall, ToolHandler};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::ClientAuth;
@@ -19,13 +19,73 @@ use crate::tools::{self, CallError, ToolContext};
 pub struct NodeTools {
     /// Node name and host paths the tools read.
     ctx: Arc<ToolContext>,
-    /// Serialized tools/list results, legacy and modern, built once.
-    list_legacy: Bytes,
-    list_modern: Bytes,
-    /// Known tool names (none declares `x-mcp-header`).
-    names: HashMap<String, Arc<[ParamHeader]>>,
+    /// What is listed now (replaced when `HIDE_TOOLS_FILE` changes).
+    listing: Arc<RwLock<Listing>>,
     /// Whether `confirm_cpu_usage` and `ask_client` are served (`INTERACTIVE_TOOLS`).
     interactive: bool,
+}
+
+/// The tools/list answers and the names they list.
+struct Listing {
+    /// Serialized tools/list results, legacy and modern, built once per tool set.
+    legacy: Bytes,
+    modern: Bytes,
+    /// Listed tool names (none declares `x-mcp-header`).
+    names: HashMap<String, Arc<[ParamHeader]>>,
+}
+
+/// Test knobs of the node server, so one binary can play several builds.
+#[derive(Debug, Clone, Default)]
+pub struct Knobs {
+    /// Also serve `confirm_cpu_usage` and `ask_client` (`INTERACTIVE_TOOLS`).
+    pub interactive: bool,
+    /// `TOOL_VARIANT=b`: `list_processes` has another schema (an extra optional
+    /// parameter), as a second build of the same tool would.
+    pub variant: Option<String>,
+    /// `HIDE_TOOLS_FILE`: a file of tool names not to offer (comma-separated), read
+    /// again every [`TOOLS_FILE_POLL`]; a change is announced with
+    /// `notifications/tools/list_changed`.
+    pub hide_tools_file: Option<std::path::PathBuf>,
+}
+
+/// How often `HIDE_TOOLS_FILE` is read.
+pub const TOOLS_FILE_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+impl Listing {
+    fn new(defs: &[serde_json::Value], list_ttl_ms: u64) -> Self {
+        let list = |era| {
+            Bytes::from(
+                serde_json::to_vec(&mcp::tools_list_result(era, defs, None, list_ttl_ms))
+                    .unwrap_or_default(),
+            )
+        };
+        Listing {
+            legacy: list(Era::Legacy),
+            modern: list(Era::Modern),
+            names: defs
+                .iter()
+                .filter_map(|d| d["name"].as_str())
+                .map(|n| (n.to_string(), Arc::from(Vec::new())))
+                .collect(),
+        }
+    }
+}
+
+/// `list_processes` as build B defines it: one more optional parameter.
+fn variant_b(mut defs: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
+    for d in &mut defs {
+        if d["name"] == "list_processes"
+            && let Some(props) = d
+                .pointer_mut("/inputSchema/properties")
+                .and_then(serde_json::Value::as_object_mut)
+        {
+            props.insert(
+                "variant".into(),
+                serde_json::json!({"type": "string", "description": "Only in build B's schema (a catalog test knob; the tool refuses it)."}),
+            );
+        }
+    }
+    defs
 }
 
 impl NodeTools {
@@ -37,29 +97,38 @@ impl NodeTools {
     /// [`NodeTools::new`], with `confirm_cpu_usage` when `interactive` (a tool that
     /// logs and asks the client mid-call, for testing a relay).
     pub fn with_interactive(ctx: ToolContext, list_ttl_ms: u64, interactive: bool) -> Self {
+        let knobs = Knobs {
+            interactive,
+            ..Knobs::default()
+        };
+        Self::with_knobs(ctx, list_ttl_ms, &knobs, &[])
+    }
+
+    /// [`NodeTools::new`] with the test knobs, not offering `hidden` either.
+    fn with_knobs(ctx: ToolContext, list_ttl_ms: u64, knobs: &Knobs, hidden: &[String]) -> Self {
+        let listing = Arc::new(RwLock::new(Listing::new(
+            &Self::defs(&ctx, knobs, hidden),
+            list_ttl_ms,
+        )));
+        NodeTools {
+            ctx: Arc::new(ctx),
+            listing,
+            interactive: knobs.interactive,
+        }
+    }
+
+    /// The definitions served under `knobs`, without `hidden`.
+    fn defs(ctx: &ToolContext, knobs: &Knobs, hidden: &[String]) -> Vec<serde_json::Value> {
         let mut defs = ctx.definitions();
-        if interactive {
+        if knobs.interactive {
             defs.push(crate::interactive::definition());
             defs.push(crate::interactive::ask_definition());
         }
-        let list = |era| {
-            Bytes::from(
-                serde_json::to_vec(&mcp::tools_list_result(era, &defs, None, list_ttl_ms))
-                    .unwrap_or_default(),
-            )
-        };
-        let names = defs
-            .iter()
-            .filter_map(|d| d["name"].as_str())
-            .map(|n| (n.to_string(), Arc::from(Vec::new())))
-            .collect();
-        NodeTools {
-            ctx: Arc::new(ctx),
-            list_legacy: list(Era::Legacy),
-            list_modern: list(Era::Modern),
-            names,
-            interactive,
+        if knobs.variant.as_deref() == Some("b") {
+            defs = variant_b(defs);
         }
+        defs.retain(|d| !hidden.iter().any(|h| d["name"] == h.as_str()));
+        defs
     }
 }
 
@@ -70,14 +139,16 @@ impl ToolHandler for NodeTools {
                 "unknown cursor {c:?}: this server lists all tools on one page"
             )));
         }
+        let listing = self.listing.read().unwrap_or_else(|e| e.into_inner());
         Ok(match era {
-            Era::Legacy => self.list_legacy.clone(),
-            Era::Modern => self.list_modern.clone(),
+            Era::Legacy => listing.legacy.clone(),
+            Era::Modern => listing.modern.clone(),
         })
     }
 
     fn param_headers(&self, tool: &str) -> Option<Arc<[ParamHeader]>> {
-        self.names.get(tool).cloned()
+        let listing = self.listing.read().unwrap_or_else(|e| e.into_inner());
+        listing.names.get(tool).cloned()
     }
 
     fn handles(&self, method_name: &str) -> bool {
@@ -96,6 +167,16 @@ impl ToolHandler for NodeTools {
 
     fn call_tool(&self, call: ToolCall) -> BoxFuture<Result<Bytes, ErrorObject>> {
         let ctx = self.ctx.clone();
+        let listed = {
+            let listing = self.listing.read().unwrap_or_else(|e| e.into_inner());
+            listing.names.contains_key(&call.name)
+        };
+        if !listed {
+            let name = call.name.clone();
+            return Box::pin(async move {
+                Err(ErrorObject::invalid_params(format!("Unknown tool: {name}")))
+            });
+        }
         if self.interactive && call.name == crate::interactive::NAME {
             return Box::pin(confirm_cpu_usage(ctx, call));
         }
@@ -282,10 +363,58 @@ pub async fn run_with_options(
     interactive: bool,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    let knobs = Knobs {
+        interactive,
+        ..Knobs::default()
+    };
+    run_with_knobs(listener, ctx, auth, knobs, shutdown).await
+}
+
+/// [`run_with_auth`] with the test [`Knobs`].
+pub async fn run_with_knobs(
+    listener: tokio::net::TcpListener,
+    ctx: ToolContext,
+    auth: Arc<ClientAuth>,
+    knobs: Knobs,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     let cfg = server_config(&ctx.node_name);
     let ttl = cfg.list_ttl_ms;
-    let server = McpServer::new(cfg, NodeTools::with_interactive(ctx, ttl, interactive));
+    let read_hidden = |path: &std::path::Path| -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let hidden = knobs
+        .hide_tools_file
+        .as_deref()
+        .map(read_hidden)
+        .unwrap_or_default();
+    let tools = NodeTools::with_knobs(ctx.clone(), ttl, &knobs, &hidden);
+    let listing = tools.listing.clone();
+    let server = McpServer::new(cfg, tools);
     server.set_capabilities(crate::content::capabilities());
+    let watcher = knobs.hide_tools_file.clone().map(|path| {
+        let server = server.clone();
+        tokio::spawn(async move {
+            let mut current = hidden;
+            loop {
+                tokio::time::sleep(TOOLS_FILE_POLL).await;
+                let next = read_hidden(&path);
+                if next != current {
+                    tracing::info!(hidden = ?next, "HIDE_TOOLS_FILE changed; announcing the new tool list");
+                    let defs = NodeTools::defs(&ctx, &knobs, &next);
+                    *listing.write().unwrap_or_else(|e| e.into_inner()) = Listing::new(&defs, ttl);
+                    current = next;
+                    server.notify_tools_changed();
+                }
+            }
+        })
+    });
     let stop = server.clone();
     let shutdown = async move {
         shutdown.await;
@@ -299,4 +428,7 @@ pub async fn run_with_options(
         std::time::Duration::from_secs(10),
     )
     .await;
+    if let Some(w) = watcher {
+        w.abort();
+    }
 }

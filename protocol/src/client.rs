@@ -123,6 +123,15 @@ pub struct Connection {
     pub instructions: Option<String>,
 }
 
+/// How a change stream ([`McpClient::listen_tools_changed`]) ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenEnd {
+    /// The caller's time limit for one stream passed (nothing was missed).
+    Deadline,
+    /// The server ended the stream (it may have changed meanwhile: ask again).
+    Closed,
+}
+
 /// A JSON-RPC answer: the raw result, or the error as the server sent it.
 pub type Reply = Result<Box<RawValue>, ErrorObject>;
 
@@ -901,6 +910,103 @@ impl McpClient {
         }
     }
 
+    /// Listens for `notifications/tools/list_changed` from the server, calling
+    /// `on_change` for each, until the server ends the stream or `max_for` passes:
+    /// a legacy server's session GET stream, a 2026-07-28 server's
+    /// `subscriptions/listen`. Connects first if needed; a legacy session the server
+    /// forgot (404) is initialised again once.
+    pub async fn listen_tools_changed(
+        &self,
+        max_for: Duration,
+        on_change: &mut (dyn FnMut() + Send),
+    ) -> Result<ListenEnd, ClientError> {
+        let conn = self.connect().await?;
+        let outcome = match conn.version.era() {
+            Era::Legacy => match self.listen_get(&conn, max_for, on_change).await {
+                Err(ClientError::Http {
+                    status: StatusCode::NOT_FOUND,
+                    ..
+                }) if conn.session.is_some() => {
+                    let conn = self.reconnect(Some(&conn)).await?;
+                    self.listen_get(&conn, max_for, on_change).await
+                }
+                other => other,
+            },
+            Era::Modern => {
+                let mut params = Map::new();
+                params.insert("notifications".into(), json!({"toolsListChanged": true}));
+                let mut relay = |note: Bytes| {
+                    if is_tools_changed(&note) {
+                        on_change();
+                    }
+                };
+                let opts = RequestOptions {
+                    on_notification: Some(&mut relay),
+                    timeout: Some(max_for),
+                    ..RequestOptions::default()
+                };
+                match self
+                    .request(method::SUBSCRIPTIONS_LISTEN, params, opts)
+                    .await?
+                {
+                    Ok(_) => Ok(ListenEnd::Closed),
+                    Err(e) => Err(ClientError::Handshake {
+                        url: self.url.clone(),
+                        error: Box::new(e),
+                    }),
+                }
+            }
+        };
+        match outcome {
+            Err(ClientError::Timeout { .. }) => Ok(ListenEnd::Deadline),
+            other => other,
+        }
+    }
+
+    /// The legacy session's GET stream, read until it ends or `max_for` passes.
+    async fn listen_get(
+        &self,
+        conn: &Connection,
+        max_for: Duration,
+        on_change: &mut (dyn FnMut() + Send),
+    ) -> Result<ListenEnd, ClientError> {
+        let mut none = Map::new();
+        let mut h = self.headers_for(conn, "GET", &mut none)?;
+        h.remove(CONTENT_TYPE);
+        h.insert(ACCEPT, HeaderValue::from_static(headers::TEXT_EVENT_STREAM));
+        let work = async {
+            let resp = self
+                .http
+                .get(&self.url)
+                .headers(h)
+                .timeout(max_for)
+                .send()
+                .await
+                .map_err(|source| ClientError::Unreachable {
+                    url: self.url.clone(),
+                    source,
+                })?;
+            if !resp.status().is_success() {
+                return Err(self.http_error(resp).await);
+            }
+            let mut decoder = sse::Decoder::new(self.options.max_message_bytes);
+            let mut chunks = resp.bytes_stream();
+            while let Some(chunk) = chunks.next().await {
+                let chunk = chunk.map_err(|source| self.body_error(source))?;
+                for event in decoder.push(&chunk).map_err(|e| self.protocol(e))? {
+                    if is_tools_changed(event.data.as_bytes()) {
+                        on_change();
+                    }
+                }
+            }
+            Ok(ListenEnd::Closed)
+        };
+        match tokio::time::timeout(max_for, work).await {
+            Ok(r) => r,
+            Err(_) => Ok(ListenEnd::Deadline),
+        }
+    }
+
     /// Ends the legacy session (DELETE), if there is one.
     pub async fn close(&self) {
         let Some(conn) = self.connection() else {
@@ -921,6 +1027,11 @@ impl McpClient {
             *s = None;
         }
     }
+}
+
+/// Whether a serialized message is `notifications/tools/list_changed`.
+fn is_tools_changed(data: &[u8]) -> bool {
+    matches!(Message::from_slice(data), Ok(Message::Notification(n)) if n.method == method::TOOLS_LIST_CHANGED)
 }
 
 fn snippet(body: &[u8]) -> String {
