@@ -243,12 +243,12 @@ pub struct Settings {
     #[arg(long, env = "AUDIT_ARGUMENTS", default_value_t = false, action = clap::ArgAction::Set)]
     pub audit_arguments: bool,
     // ---- end of Kubernetes authentication, policy and audit ----------------------------
-    /// The per-build catalog and the fan-out tool (issue 10).
+    /// The per-build catalog and the fan-out tool.
     #[command(flatten)]
     pub catalog: CatalogSettings,
 }
 
-// ---- the per-build catalog and the fan-out tool (issue 10) ------------------------------
+// ---- the per-build catalog and the fan-out tool ------------------------------
 
 /// How the catalog learns every backend build and how the fan-out tool runs.
 #[derive(clap::Args, Debug, Clone)]

@@ -1,4 +1,4 @@
-//! Benchmarks of issue 10 (figures, not timed tests: they are `#[ignore]`d and print
+//! Benchmarks of the catalog and the fan-out (figures, not timed tests: they are `#[ignore]`d and print
 //! what they measured). Run them with
 //!
 //! ```sh

@@ -1,4 +1,4 @@
-//! One cluster, one catalog (issue 10), against real parts: node servers of different
+//! One cluster, one catalog, against real parts: node servers of different
 //! builds (the real binary with HIDE_TOOLS) on their own loopback addresses, the fake
 //! Kubernetes API with zones, and the real gateway.
 //!

@@ -1,4 +1,4 @@
-//! Prompts, resources and completion per node (issue 11), through the real gateway binary to two
+//! Prompts, resources and completion per node, through the real gateway binary to two
 //! FastMCP backends (nodes `fast-1`, `fast-2`), driven by the official MCP Python SDK
 //! client in legacy and auto (2026-07-28) mode: prompts/list gains `node` first,
 //! prompts/get is routed by it, completion of `node` comes from the gateway and of

@@ -1,4 +1,4 @@
-//! Relaying what happens during a call (issue 9), through the real gateway binary
+//! Relaying what happens during a call, through the real gateway binary
 //! to a FastMCP backend (PyPI `fastmcp`) the gateway speaks the legacy era to
 //! (`BACKEND_PROTOCOL=legacy`: FastMCP's `ctx.elicit` needs a session), driven by the
 //! official MCP Python SDK client in legacy and auto (2026-07-28) mode: log messages

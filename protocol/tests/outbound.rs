@@ -1,4 +1,4 @@
-//! The per-request outbound channel of the protocol server (issue 9), driven
+//! The per-request outbound channel of the protocol server, driven
 //! in-process through [`McpServer::handle`]: log messages on a call's stream filtered
 //! by `logging/setLevel`, a server-to-client request answered by the client's POSTed
 //! response in the same session, refusal at once without the capability, a call that

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """A FastMCP (PyPI `fastmcp`) backend whose tools talk back to the client mid-call,
-for the relay tests (issue 9): log messages, elicitation, sampling and roots.
+for the relay tests: log messages, elicitation, sampling and roots.
 
 Tools (each names the node this server stands for in its answer):
   * ``log_steps``   -> sends debug, info and warning log messages, then returns.
