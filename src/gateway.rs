@@ -12,7 +12,7 @@ use bytes::Bytes;
 use mcp_protocol::headers::ParamHeader;
 use mcp_protocol::jsonrpc::{self, ErrorObject};
 use mcp_protocol::mcp::{self, Era};
-use mcp_protocol::server::{BoxFuture, ClientRequest, ToolCall, ToolHandler};
+use mcp_protocol::server::{BoxFuture, ClientRequest, McpHandler, ToolCall};
 use serde_json::Value;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -149,7 +149,7 @@ impl Gateway {
 #[derive(Clone)]
 pub struct Handler(pub Arc<Gateway>);
 
-impl ToolHandler for Handler {
+impl McpHandler for Handler {
     fn list_tools(&self, era: Era, cursor: Option<&str>) -> Result<Bytes, ErrorObject> {
         self.0
             .catalog()

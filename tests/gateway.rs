@@ -287,13 +287,13 @@ mod liar {
     use mcp_protocol::headers::ParamHeader;
     use mcp_protocol::jsonrpc::ErrorObject;
     use mcp_protocol::mcp::{self, Era};
-    use mcp_protocol::server::{BoxFuture, McpServer, ServerConfig, ToolCall, ToolHandler};
+    use mcp_protocol::server::{BoxFuture, McpHandler, McpServer, ServerConfig, ToolCall};
     use serde_json::json;
     use std::sync::Arc;
 
     pub struct Liar;
 
-    impl ToolHandler for Liar {
+    impl McpHandler for Liar {
         fn list_tools(&self, era: Era, _cursor: Option<&str>) -> Result<Bytes, ErrorObject> {
             let tools = ["hang", "rpc_error", "node_info"]
                 .map(|n| json!({"name": n, "description": n, "inputSchema": {"type": "object"}}));

@@ -1,4 +1,4 @@
-//! The MCP face of the node tools: a [`ToolHandler`] over [`crate::tools`], plus the
+//! The MCP face of the node tools: a [`McpHandler`] over [`crate::tools`], plus the
 //! HTTP routes of the process (`/mcp`, `/mcp/`, `/healthz`).
 
 use bytes::Bytes;
@@ -7,7 +7,7 @@ use mcp_protocol::body::{self, Body};
 use mcp_protocol::headers::ParamHeader;
 use mcp_protocol::jsonrpc::{self, ErrorObject};
 use mcp_protocol::mcp::{self, Era};
-use mcp_protocol::server::{BoxFuture, McpServer, ServerConfig, ToolCall, ToolHandler};
+use mcp_protocol::server::{BoxFuture, McpHandler, McpServer, ServerConfig, ToolCall};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use tokio_util::sync::CancellationToken;
@@ -132,7 +132,7 @@ impl NodeTools {
     }
 }
 
-impl ToolHandler for NodeTools {
+impl McpHandler for NodeTools {
     fn list_tools(&self, era: Era, cursor: Option<&str>) -> Result<Bytes, ErrorObject> {
         if let Some(c) = cursor {
             return Err(ErrorObject::invalid_params(format!(

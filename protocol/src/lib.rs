@@ -20,7 +20,8 @@
 //! - [`session`]: legacy-era sessions: ids, idle and absolute expiry, LRU eviction,
 //!   per-owner caps, in-flight requests for cancellation.
 //! - [`server`]: a Streamable HTTP server for tool servers of both eras (sessions, GET
-//!   streams, listen streams, progress, cancellation) over a small [`server::ToolHandler`] trait.
+//!   streams, listen streams, progress, cancellation) over one [`server::McpHandler`] trait
+//!   that answers any client request.
 //! - [`client`]: a Streamable HTTP client on reqwest that talks to servers of either era,
 //!   with [`client::SharedHeaders`] sent on every request (the caller's own credential).
 //! - [`token_file`]: a credential file re-read as it rotates, off the request path.

@@ -30,7 +30,7 @@ use mcp_protocol::client::{
 use mcp_protocol::headers::ParamHeader;
 use mcp_protocol::jsonrpc::{ErrorObject, RequestId};
 use mcp_protocol::mcp::{self, Era, Implementation, ProtocolVersion};
-use mcp_protocol::server::{BoxFuture, McpServer, ServerConfig, ToolCall, ToolHandler};
+use mcp_protocol::server::{BoxFuture, McpHandler, McpServer, ServerConfig, ToolCall};
 use serde_json::{Map, Value, json};
 use std::collections::HashSet;
 use std::future::Future;
@@ -123,7 +123,7 @@ fn tool(name: &str) -> Value {
     json!({"name": name, "inputSchema": {"type": "object"}})
 }
 
-impl ToolHandler for Tools {
+impl McpHandler for Tools {
     fn list_tools(&self, era: Era, cursor: Option<&str>) -> Result<Bytes, ErrorObject> {
         let page = match cursor {
             None => mcp::tools_list_result(era, &[tool("echo")], Some("2"), 1000),

@@ -14,7 +14,7 @@ use mcp_protocol::body::Body;
 use mcp_protocol::headers::ParamHeader;
 use mcp_protocol::jsonrpc::{ErrorObject, MISSING_CLIENT_CAPABILITY};
 use mcp_protocol::mcp::{self, Era, LogLevel, method};
-use mcp_protocol::server::{BoxFuture, McpServer, ServerConfig, ToolCall, ToolHandler};
+use mcp_protocol::server::{BoxFuture, McpHandler, McpServer, ServerConfig, ToolCall};
 use mcp_protocol::sse;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
@@ -26,7 +26,7 @@ const DEADLINE: Duration = Duration::from_secs(20);
 /// refusal's code).
 struct Talker;
 
-impl ToolHandler for Talker {
+impl McpHandler for Talker {
     fn list_tools(&self, _era: Era, _cursor: Option<&str>) -> Result<Bytes, ErrorObject> {
         Ok(Bytes::from_static(br#"{"tools":[]}"#))
     }

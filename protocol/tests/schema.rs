@@ -2,7 +2,7 @@
 //! official JSON Schema of its MCP revision (`tests/mcp-schema/<rev>.json`).
 //!
 //! Nothing here is built by hand to look like our output: server messages are captured
-//! from a real [`McpServer`] (over a small test [`ToolHandler`]) served by
+//! from a real [`McpServer`] (over a small test [`McpHandler`]) served by
 //! [`mcp_protocol::serve::serve`] on 127.0.0.1:0, and client messages are captured by
 //! pointing a real [`McpClient`] at a tiny recording hyper server. Covered, per revision
 //! where the message exists there: initialize / discover results, tools/list pages and
@@ -34,7 +34,7 @@ use mcp_protocol::client::{ClientMode, ClientOptions, McpClient, RequestOptions}
 use mcp_protocol::headers::{self, ParamHeader};
 use mcp_protocol::jsonrpc::{ErrorObject, Message, RequestId};
 use mcp_protocol::mcp::{self, Era, Implementation, ProtocolVersion};
-use mcp_protocol::server::{BoxFuture, McpServer, ServerConfig, ToolCall, ToolHandler};
+use mcp_protocol::server::{BoxFuture, McpHandler, McpServer, ServerConfig, ToolCall};
 use mcp_protocol::sse;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -125,7 +125,7 @@ impl TestTools {
     }
 }
 
-impl ToolHandler for TestTools {
+impl McpHandler for TestTools {
     fn list_tools(&self, era: Era, cursor: Option<&str>) -> Result<Bytes, ErrorObject> {
         self.pages
             .get(&(era == Era::Modern, cursor.map(str::to_owned)))

@@ -2,7 +2,7 @@
 
 use super::*;
 
-impl<H: ToolHandler> McpServer<H> {
+impl<H: McpHandler> McpServer<H> {
     /// Serves one HTTP request addressed to the MCP endpoint.
     pub async fn handle<B>(&self, req: HttpRequest<B>) -> Response<Body>
     where

@@ -15,7 +15,7 @@ fn tagged(mut resp: Response<Body>, method: &str) -> Response<Body> {
     resp
 }
 
-impl<H: ToolHandler> McpServer<H> {
+impl<H: McpHandler> McpServer<H> {
     /// Legacy handshake: negotiate, mint a session.
     pub(super) fn initialize(
         &self,

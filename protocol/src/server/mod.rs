@@ -1,11 +1,15 @@
-//! A Streamable HTTP MCP server for tool servers, serving both eras on one endpoint.
+//! A Streamable HTTP MCP server serving both eras on one endpoint.
 //!
-//! The transport owns everything that is not about tools: Origin / Accept /
-//! Content-Type / size checks, era detection, the legacy handshake and sessions, the
-//! 2026-07-28 header rules, `server/discover`, GET and `subscriptions/listen` streams,
-//! progress over SSE and cancellation. A [`ToolHandler`] supplies only the tool
-//! catalog and the calls, so the example node server and the gateway share one
-//! implementation of the protocol.
+//! The transport owns the protocol: Origin / Host / Accept / Content-Type / size
+//! checks, era detection, the legacy handshake and sessions, the 2026-07-28 header
+//! rules, `server/discover`, `logging/setLevel`, GET and `subscriptions/listen`
+//! streams, progress over SSE and cancellation. An [`McpHandler`] answers the client's
+//! requests: tools through their own methods (the transport checks a call's
+//! `Mcp-Param-*` headers against the tool's definition before it reaches the handler),
+//! every other method (prompts, resources, completion...) through
+//! [`McpHandler::handle_request`]. Each request comes with an [`Outbound`] channel for
+//! the notifications and server-to-client requests it makes on the way, in either
+//! era. The example node server and the gateway share this one implementation.
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -41,13 +45,13 @@ use streams::{Hold, StreamHold, call_stream, change_stream};
 /// A boxed future returned by handlers.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
-/// What a tool server provides; the transport does the rest.
-pub trait ToolHandler: Send + Sync + 'static {
+/// What an MCP server answers; the transport does the rest.
+pub trait McpHandler: Send + Sync + 'static {
     /// The serialized `ListToolsResult` for an era and cursor (cache it: this is called
     /// on every tools/list). Err for an invalid cursor (-32602).
     fn list_tools(&self, era: Era, cursor: Option<&str>) -> Result<Bytes, ErrorObject>;
 
-    /// [`ToolHandler::list_tools`] for one request, whose extensions carry what the
+    /// [`McpHandler::list_tools`] for one request, whose extensions carry what the
     /// HTTP layer in front learned (e.g. the caller's identity), so a handler can show
     /// each caller its own list. Defaults to the same list for everyone.
     fn list_tools_for(
@@ -64,8 +68,8 @@ pub trait ToolHandler: Send + Sync + 'static {
     /// on 2026-07-28 calls. None when the tool is unknown.
     fn param_headers(&self, tool: &str) -> Option<Arc<[ParamHeader]>>;
 
-    /// [`ToolHandler::param_headers`] for one request (its extensions as in
-    /// [`ToolHandler::list_tools_for`]): a handler that hides a tool from this caller
+    /// [`McpHandler::param_headers`] for one request (its extensions as in
+    /// [`McpHandler::list_tools_for`]): a handler that hides a tool from this caller
     /// returns None, since the client could not know the tool's `x-mcp-header`s; the
     /// call then reaches the handler, which refuses it in its own words.
     fn param_headers_for(
@@ -83,13 +87,13 @@ pub trait ToolHandler: Send + Sync + 'static {
 
     /// Whether the handler serves a request method beyond the transport's own
     /// (initialize, ping, server/discover, tools/*, logging/setLevel,
-    /// subscriptions/listen); such requests go to [`ToolHandler::handle_request`].
+    /// subscriptions/listen); such requests go to [`McpHandler::handle_request`].
     fn handles(&self, method_name: &str) -> bool {
         let _ = method_name;
         false
     }
 
-    /// Answers any other client request the handler [`ToolHandler::handles`], with
+    /// Answers any other client request the handler [`McpHandler::handles`], with
     /// the same outbound channel and cancellation as a tool call; the result is the
     /// serialized result object.
     fn handle_request(&self, request: ClientRequest) -> BoxFuture<Result<Bytes, ErrorObject>> {
@@ -301,7 +305,7 @@ struct Ctx {
     budget: Option<Arc<body::BudgetShare>>,
 }
 
-impl<H: ToolHandler> McpServer<H> {
+impl<H: McpHandler> McpServer<H> {
     /// A server over `handler`.
     pub fn new(config: ServerConfig, handler: H) -> Self {
         let (catalog_generation, _) = watch::channel(0);

@@ -2,7 +2,7 @@
 
 use super::*;
 
-impl<H: ToolHandler> McpServer<H> {
+impl<H: McpHandler> McpServer<H> {
     /// A 2026-07-28 request: stateless, headers mirror the body.
     pub(super) async fn modern(
         &self,
