@@ -149,6 +149,12 @@ pub struct Settings {
     /// `required` (the same authentication as /mcp).
     #[arg(long, env = "METRICS_AUTH", default_value = "none", value_parser = ["none", "required"])]
     pub metrics_auth: String,
+    /// Per-node call metrics (`mcp_gateway_node_call_duration_seconds{node}`) while the
+    /// cluster has at most this many nodes (0: never). Also the most node names
+    /// ever used as labels (later ones count as `(other)`), so a big or churning
+    /// cluster cannot blow up the scrape.
+    #[arg(long, env = "METRICS_NODE_LABELS", default_value_t = 50)]
+    pub metrics_node_labels: usize,
 
     // ---- OAuth 2.1 resource server (AUTH_MODE=oauth) -------------------------------
     /// Authorization server(s) whose access tokens are accepted (the exact `iss`),
@@ -474,6 +480,8 @@ pub struct Config {
     pub hosts: HostPolicy,
     /// Whether /metrics is behind the same authentication as /mcp.
     pub metrics_auth: bool,
+    /// Per-node call metrics up to this many nodes (`METRICS_NODE_LABELS`).
+    pub metrics_node_labels: usize,
     /// The OAuth resource-server settings (only when `auth_modes.oauth`).
     pub oauth: Option<OAuthConfig>,
     /// What the gateway sends to node servers to prove itself.
@@ -629,6 +637,12 @@ impl Settings {
                 format!("{:?} must be an absolute path like /mcp", self.backend_path),
             ));
         }
+        if self.metrics_node_labels > 1_000 {
+            return Err(bad(
+                "METRICS_NODE_LABELS",
+                "must be at most 1000 (each node adds a histogram per outcome to every scrape)",
+            ));
+        }
         if self.max_waiting_calls > 1_000_000 {
             return Err(bad("MAX_WAITING_CALLS", "must be at most 1000000"));
         }
@@ -769,6 +783,7 @@ impl Settings {
             shutdown_drain: Duration::from_secs(self.shutdown_drain_seconds),
             hosts,
             metrics_auth: self.metrics_auth == "required",
+            metrics_node_labels: self.metrics_node_labels,
             oauth,
             backend_auth,
             kubernetes_auth: KubernetesAuthConfig {

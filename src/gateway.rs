@@ -257,6 +257,13 @@ impl Gateway {
                 };
                 let took = started.elapsed();
                 gw.metrics.record_call(&audit.tool, outcome, took);
+                if let Some(node) = &audit.node {
+                    let nodes = gw.discovery.nodes();
+                    if nodes.get(node).is_some() {
+                        gw.metrics
+                            .record_node_call(node, nodes.len(), outcome, took);
+                    }
+                }
                 tracing::debug!(outcome = outcome.label(), "call done");
                 audit.log(outcome, took);
                 answer

@@ -147,6 +147,13 @@ struct RequestLabels {
     status: &'static str,
 }
 
+/// Labels of a call by node (small clusters only).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct NodeLabels {
+    node: String,
+    outcome: CallOutcome,
+}
+
 /// Labels of a call to a node server.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct BackendLabels {
@@ -211,6 +218,11 @@ pub struct Metrics {
     discovery_stale: Gauge<f64, std::sync::atomic::AtomicU64>,
     rebuilds: Family<ChangedLabel, Counter>,
     builds: Gauge,
+    node_calls: Family<NodeLabels, Histogram, fn() -> Histogram>,
+    /// Node names seen as labels (bounded by `node_label_max`).
+    node_labels: Mutex<HashSet<String>>,
+    /// Per-node metrics while the cluster has at most this many nodes (0: off).
+    node_label_max: usize,
 }
 
 /// Counts a tool call in flight until dropped.
@@ -316,8 +328,20 @@ impl Default for Metrics {
             "Distinct backend builds (pods grouped by what they serve)",
             builds.clone(),
         );
+        let node_calls = Family::<NodeLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            call_histogram,
+        );
+        registry.register_with_unit(
+            "mcp_gateway_node_call_duration",
+            "Time from a tool call's arrival to its answer, by node and outcome (only while the cluster has at most METRICS_NODE_LABELS nodes)",
+            Unit::Seconds,
+            node_calls.clone(),
+        );
         Metrics {
             registry,
+            node_calls,
+            node_labels: Mutex::new(HashSet::new()),
+            node_label_max: 0,
             calls,
             call_duration,
             auth_refusals,
@@ -345,6 +369,32 @@ impl std::fmt::Debug for Metrics {
 }
 
 impl Metrics {
+    /// Metrics that label calls by node while the cluster has at most `max` nodes, with at most `max` distinct node names ever (0: no node label).
+    pub fn with_node_labels(max: usize) -> Self {
+        Metrics {
+            node_label_max: max,
+            ..Metrics::default()
+        }
+    }
+
+    /// Times one call by its node (a node of the node map, never a caller's string),
+    /// when the cluster (of `cluster_nodes`) is small enough for per-node metrics.
+    pub fn record_node_call(
+        &self,
+        node: &str,
+        cluster_nodes: usize,
+        outcome: CallOutcome,
+        took: Duration,
+    ) {
+        if self.node_label_max == 0 || cluster_nodes > self.node_label_max {
+            return;
+        }
+        let node = capped(&self.node_labels, node, self.node_label_max);
+        self.node_calls
+            .get_or_create(&NodeLabels { node, outcome })
+            .observe(took.as_secs_f64());
+    }
+
     /// Counts one call of `tool` (a name the catalog knows, or anything for
     /// [`CallOutcome::UnknownTool`]).
     pub fn record_call(&self, tool: &str, outcome: CallOutcome, took: Duration) {
@@ -480,6 +530,47 @@ mod tests {
             | prometheus_parse::Value::Untyped(v) => *v,
             other => panic!("{metric}: {other:?}"),
         }
+    }
+
+    #[test]
+    fn node_labels_are_capped_and_only_used_in_small_clusters() {
+        let m = Metrics::with_node_labels(2);
+        let ms = Duration::from_millis(1);
+        for node in ["a", "b", "c", "a"] {
+            m.record_node_call(node, 2, CallOutcome::Ok, ms);
+        }
+        m.record_node_call("a", 3, CallOutcome::Ok, ms);
+        let gauges = Gauges {
+            nodes: 2,
+            ready_nodes: 2,
+            tools: 1,
+            sessions: 0,
+            discovery_healthy: true,
+            discovery_stale: Duration::ZERO,
+            builds: 1,
+        };
+        let s = parse(&m.render(gauges));
+        let count = |node: &str| {
+            s.samples
+                .iter()
+                .find(|x| {
+                    x.metric == "mcp_gateway_node_call_duration_seconds"
+                        && x.labels.get("node") == Some(node)
+                })
+                .and_then(|x| match &x.value {
+                    prometheus_parse::Value::Histogram(b) => b.last().map(|b| b.count),
+                    _ => None,
+                })
+        };
+        // Two names at most; the third is (other); a call in a 3-node cluster is not
+        // timed by node at all.
+        assert_eq!(count("a"), Some(2.0));
+        assert_eq!(count("b"), Some(1.0));
+        assert_eq!(count("(other)"), Some(1.0));
+        assert_eq!(count("c"), None);
+        let off = Metrics::default();
+        off.record_node_call("a", 1, CallOutcome::Ok, ms);
+        assert!(!off.render(gauges).contains("node=\"a\""));
     }
 
     #[test]

@@ -228,7 +228,7 @@ pub async fn start_with(
             "the backend offers no tool the gateway can serve".into(),
         ));
     }
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::with_node_labels(config.metrics_node_labels));
     let gateway = Arc::new(
         Gateway::new(
             catalog,

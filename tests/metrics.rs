@@ -114,6 +114,53 @@ async fn metrics_count_calls_by_tool_and_outcome() {
         ),
         Some(3.0)
     );
+    // A two-node cluster is small: calls are also timed by node, and only by nodes of
+    // the node map (a caller's made-up name never becomes a label).
+    let by_node = "mcp_gateway_node_call_duration_seconds";
+    assert_eq!(
+        observed(&scrape, by_node, &[("node", "node-1"), ("outcome", "ok")]),
+        Some(3.0)
+    );
+    assert!(
+        !scrape
+            .samples
+            .iter()
+            .any(|s| s.labels.get("node") == Some("nowhere")),
+        "an unknown node became a label"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_larger_than_metrics_node_labels_has_no_node_label() {
+    let port = procs::common_free_port(&[ip(5)]);
+    let _backend = procs::spawn_backend("node-1", ip(5), port).await;
+    let gw = procs::spawn_gateway(
+        ip(4),
+        &[
+            ("STATIC_NODES", format!("node-1={},node-2={}", ip(5), ip(6))),
+            ("BACKEND_PORT", port.to_string()),
+            ("METRICS_NODE_LABELS", "1".to_string()),
+        ],
+    )
+    .await;
+    let c = client(&gw.url(), ClientMode::Modern);
+    call(&c, "node_info", json!({"node": "node-1"}), None).await;
+    let scrape = scrape(gw.addr).await;
+    assert_eq!(
+        value(
+            &scrape,
+            "mcp_gateway_tool_calls_total",
+            &[("tool", "node_info"), ("outcome", "ok")]
+        ),
+        Some(1.0)
+    );
+    assert!(
+        !scrape
+            .samples
+            .iter()
+            .any(|s| s.metric.starts_with("mcp_gateway_node_call_duration")),
+        "two nodes are more than METRICS_NODE_LABELS=1"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
