@@ -11,8 +11,8 @@
 //!   the probe paths are /healthz and /readyz, and the backend answers /healthz;
 //! - RBAC: the gateway gets exactly get/list/watch on discovery.k8s.io
 //!   endpointslices through a namespaced Role, and `create` on tokenreviews through
-//!   one ClusterRoleBinding to the built-in system:auth-delegator (no ClusterRole of
-//!   our own);
+//!   one ClusterRoleBinding to the built-in system:auth-delegator only where the
+//!   kubernetes auth mode is on (no ClusterRole of our own);
 //! - security wiring: the gateway's projected node-mcp-server token, the node
 //!   servers' CLIENT_AUTH settings, the gateway's NetworkPolicy, and each overlay's
 //!   AUTH_MODE and policy (kubernetes: deny until the operator names a caller);
@@ -24,7 +24,8 @@
 //! - `scripts/smoke.sh` passes against `k8s-aggregator-mcp demo`;
 //! - components (deploy/components.rs): two spread replicas with a PodDisruptionBudget
 //!   and a shared session-key Secret that `just deploy` creates, a drain that cuts no
-//!   call, the README's custom overlay, the monitoring component's ServiceMonitor.
+//!   call, the README's custom overlay, the monitoring component's ServiceMonitor, and
+//!   every documented combination of the components rendered and validated.
 //!
 //! Tools come from `.interop/` (`.ci/install-deploy-tools` installs them); a
 //! missing tool fails the test with that instruction, it never skips.
@@ -543,6 +544,14 @@ fn env_map(container: &Value) -> BTreeMap<String, Value> {
         .unwrap_or_default()
 }
 
+/// The gateway's AUTH_MODE, split at commas (empty: the default, none).
+fn auth_modes(deployment: &Value) -> Vec<String> {
+    env_map(container(deployment, GATEWAY_SERVICE))
+        .get("AUTH_MODE")
+        .map(|e| str_of(&e["value"]).split(',').map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
 fn container_port(container: &Value, name: &str) -> i64 {
     container["ports"]
         .as_array()
@@ -819,26 +828,37 @@ fn the_gateway_may_only_read_endpointslices_in_its_namespace_and_review_tokens()
             "{name}: no ClusterRole of our own"
         );
         let crbs = of_kind(&objects, "ClusterRoleBinding");
-        assert_eq!(
-            crbs.len(),
-            1,
-            "{name}: exactly one ClusterRoleBinding (to system:auth-delegator)"
-        );
-        assert_eq!(
-            crbs[0]["roleRef"],
-            json!({
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": "system:auth-delegator"
-            }),
-            "{name}: the built-in ClusterRole that grants create on tokenreviews"
-        );
-        assert_eq!(
-            crbs[0]["subjects"],
-            json!([{"kind": "ServiceAccount", "name": GATEWAY_SERVICE, "namespace": NAMESPACE}]),
-            "{name}: only the gateway's ServiceAccount reviews tokens"
-        );
         let deploy = find(&objects, "Deployment", GATEWAY_SERVICE);
+        if !auth_modes(deploy).contains(&"kubernetes".to_string()) {
+            // TokenReview is the one cluster-wide permission, and only the
+            // kubernetes auth mode calls it.
+            assert!(
+                crbs.is_empty(),
+                "{name}: no ClusterRoleBinding without AUTH_MODE=kubernetes"
+            );
+        } else {
+            assert_eq!(
+                crbs.len(),
+                1,
+                "{name}: exactly one ClusterRoleBinding (to system:auth-delegator)"
+            );
+        }
+        for crb in &crbs {
+            assert_eq!(
+                crb["roleRef"],
+                json!({
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": "system:auth-delegator"
+                }),
+                "{name}: the built-in ClusterRole that grants create on tokenreviews"
+            );
+            assert_eq!(
+                crb["subjects"],
+                json!([{"kind": "ServiceAccount", "name": GATEWAY_SERVICE, "namespace": NAMESPACE}]),
+                "{name}: only the gateway's ServiceAccount reviews tokens"
+            );
+        }
         let sa = str_of(&deploy["spec"]["template"]["spec"]["serviceAccountName"]).to_string();
         find(&objects, "ServiceAccount", &sa);
         // Every binding naming the gateway's ServiceAccount.
@@ -959,16 +979,17 @@ fn pods_are_hardened_and_the_backend_reaches_every_node() {
         for host in ["hostNetwork", "hostPID", "hostIPC"] {
             assert_ne!(pod[host], true, "{name}: gateway {host}");
         }
-        // The gateway mounts only its node-mcp-server token, the policy ConfigMap and
-        // the session-key Secret.
+        // The gateway mounts only its node-mcp-server token, the policy ConfigMap, the
+        // session-key Secret, and (gateway-only) the static token for the user's servers.
         for v in pod["volumes"].as_array().into_iter().flatten() {
             let token = v["projected"]["sources"]
                 .as_array()
                 .is_some_and(|s| s.iter().all(|s| s["serviceAccountToken"].is_object()));
             let policy = v["configMap"]["name"] == "k8s-aggregator-mcp-policy";
             let keys = v["secret"]["secretName"] == "k8s-aggregator-mcp-session-keys";
+            let backend = v["secret"]["secretName"] == "k8s-aggregator-mcp-backend-token";
             assert!(
-                token || policy || keys,
+                token || policy || keys || backend,
                 "{name}: unexpected gateway volume {v}"
             );
         }
@@ -1314,9 +1335,13 @@ fn the_gateway_proves_itself_to_node_servers_with_a_projected_token() {
         let c = container(deploy, GATEWAY_SERVICE);
         let env = env_map(c);
         let Some(ds) = objects.iter().find(|o| o["kind"] == "DaemonSet") else {
-            // Servers we did not write get no node-mcp-server token.
+            // Servers we did not write get no node-mcp-server token (their static
+            // token, if any: components/gateway-only, tests/deploy/components.rs).
             assert_eq!(name, "gateway-only");
-            assert!(!env.contains_key("BACKEND_TOKEN_FILE"), "{name}");
+            assert!(
+                !str_of(&env["BACKEND_TOKEN_FILE"]["value"]).starts_with(NODE_TOKEN_DIR),
+                "{name}"
+            );
             assert!(
                 pod["volumes"]
                     .as_array()
@@ -1388,6 +1413,11 @@ fn the_gateway_proves_itself_to_node_servers_with_a_projected_token() {
 #[test]
 fn a_network_policy_fences_the_gateway_pods() {
     for (name, objects) in rendered() {
+        if name == "base" {
+            // components/network-policy holds it; every overlay composes that.
+            assert!(of_kind(&objects, "NetworkPolicy").is_empty());
+            continue;
+        }
         let deploy = find(&objects, "Deployment", GATEWAY_SERVICE);
         let labels = &deploy["spec"]["template"]["metadata"]["labels"];
         let np = find(&objects, "NetworkPolicy", GATEWAY_SERVICE);

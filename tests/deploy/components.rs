@@ -3,9 +3,16 @@
 //!   in the production overlays, one shared session-key Secret that no overlay renders
 //!   (so it is never committed) and that `just deploy` creates when missing without
 //!   printing it, and a shutdown that cuts no call (preStop pause, drain, grace);
-//! - the README's custom overlay (base + replicas) renders and validates;
+//! - the README's custom overlay (base + network-policy, auth-kubernetes, policy,
+//!   replicas) renders and validates;
 //! - components/monitoring: a ServiceMonitor that selects the gateway's Service and
-//!   port, valid against the ServiceMonitor CRD's schema, composed with every overlay.
+//!   port, valid against the ServiceMonitor CRD's schema, composed with every overlay;
+//! - every component is in the README and in a combination (COMBINATIONS) that renders
+//!   and validates at every KUBERNETES_VERSIONS, with the invariants each promises
+//!   (TokenReview rights only with the kubernetes mode, a deny-all policy with any
+//!   auth mode, no DaemonSet and an optional static token with gateway-only); an auth
+//!   component without the policy does not start; auth-oauth's documented patch sets
+//!   its settings.
 
 use super::*;
 
@@ -239,6 +246,10 @@ fn the_readme_custom_overlay_renders_and_validates() {
     assert_eq!(d["metadata"]["namespace"], "my-ns");
     assert_eq!(d["spec"]["replicas"], 2);
     find(&objects, "PodDisruptionBudget", GATEWAY_SERVICE);
+    // Locked down as the text says: fenced, Kubernetes tokens, the deny-all policy.
+    assert_eq!(auth_modes(d), ["kubernetes"]);
+    find(&objects, "NetworkPolicy", GATEWAY_SERVICE);
+    find(&objects, "ConfigMap", "k8s-aggregator-mcp-policy");
     let mut all = serde_json::Map::new();
     all.insert("readme".into(), Value::Array(objects));
     validate("readme-validate", &all);
@@ -302,4 +313,300 @@ fn the_monitoring_component_scrapes_the_gateway_with_every_overlay() {
         all.insert(format!("monitoring+{overlay_name}"), Value::Array(objects));
     }
     validate("monitoring-validate", &all);
+}
+
+/// Every component under deploy/components (README, "Deploy", lists each).
+const COMPONENTS: &[&str] = &[
+    "auth-kubernetes",
+    "auth-oauth",
+    "gateway-only",
+    "monitoring",
+    "network-policy",
+    "policy",
+    "replicas",
+];
+
+/// The documented combinations beside the overlays: a name, what they build on
+/// (under deploy/) and the components they compose, in order.
+const COMBINATIONS: &[(&str, &str, &[&str])] = &[
+    ("open", "base", &[]),
+    ("replicas", "base", &["replicas"]),
+    (
+        "kubernetes-auth",
+        "base",
+        &["network-policy", "auth-kubernetes", "policy"],
+    ),
+    ("oauth", "base", &["network-policy", "auth-oauth", "policy"]),
+    (
+        "both-auth",
+        "base",
+        &["auth-kubernetes", "auth-oauth", "policy"],
+    ),
+    (
+        "everything",
+        "base",
+        &[
+            "network-policy",
+            "auth-kubernetes",
+            "auth-oauth",
+            "policy",
+            "replicas",
+            "monitoring",
+        ],
+    ),
+    ("own-servers-open", "base/frontend", &["gateway-only"]),
+    (
+        "own-servers",
+        "base/frontend",
+        &[
+            "gateway-only",
+            "network-policy",
+            "auth-kubernetes",
+            "policy",
+            "replicas",
+            "monitoring",
+        ],
+    ),
+];
+
+/// With both auth components, the overlay names both modes (as overlays/openshift
+/// and the components' comments say): each component alone sets its own.
+const BOTH_MODES_PATCH: &str = "patches:
+  - patch: |-
+      apiVersion: apps/v1
+      kind: Deployment
+      metadata: {name: k8s-aggregator-mcp}
+      spec:
+        template:
+          spec:
+            containers:
+              - name: k8s-aggregator-mcp
+                env: [{name: AUTH_MODE, value: \"oauth,kubernetes\"}]
+";
+
+/// A kustomization in NAMESPACE on `on` (under deploy/) with `components`, and
+/// `extra` appended (patches), rendered beside a copy of deploy/.
+fn render_combination(tag: &str, on: &str, components: &[&str], extra: &str) -> Vec<Value> {
+    let list: Vec<String> = components
+        .iter()
+        .map(|c| format!("../deploy/components/{c}"))
+        .collect();
+    render_beside_deploy(
+        tag,
+        &format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
+             namespace: {NAMESPACE}\nresources: [../deploy/{on}]\n\
+             components: [{}]\n{extra}",
+            list.join(", ")
+        ),
+    )
+}
+
+/// The names of the ConfigMaps and Secrets the gateway's pod refers to, with
+/// whether each reference is optional.
+fn referenced(deploy: &Value, kind: &str) -> Vec<(String, bool)> {
+    let pod = &deploy["spec"]["template"]["spec"];
+    let mut out = Vec::new();
+    for v in pod["volumes"].as_array().into_iter().flatten() {
+        let (source, key) = match kind {
+            "ConfigMap" => (&v["configMap"], "name"),
+            _ => (&v["secret"], "secretName"),
+        };
+        if source.is_object() {
+            out.push((str_of(&source[key]).to_string(), source["optional"] == true));
+        }
+    }
+    let field = match kind {
+        "ConfigMap" => "configMapKeyRef",
+        _ => "secretKeyRef",
+    };
+    for e in container(deploy, GATEWAY_SERVICE)["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let r = &e["valueFrom"][field];
+        if r.is_object() {
+            out.push((str_of(&r["name"]).to_string(), r["optional"] == true));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_component_is_documented_and_in_a_tested_combination() {
+    let mut dirs: Vec<String> = std::fs::read_dir(root().join("deploy/components"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    dirs.sort();
+    assert_eq!(
+        dirs, COMPONENTS,
+        "a new component: list it here and in README"
+    );
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    for c in COMPONENTS {
+        assert!(
+            readme.contains(&format!("`components/{c}`")),
+            "README does not describe components/{c}"
+        );
+        assert!(
+            COMBINATIONS.iter().any(|(_, _, cs)| cs.contains(c)),
+            "{c} is in no tested combination"
+        );
+    }
+}
+
+#[test]
+fn every_documented_combination_renders_and_validates() {
+    use k8s_aggregator_mcp::policy::Policy;
+    let mut all = serde_json::Map::new();
+    for (name, on, components) in COMBINATIONS {
+        let both = components.contains(&"auth-kubernetes") && components.contains(&"auth-oauth");
+        let extra = if both { BOTH_MODES_PATCH } else { "" };
+        let objects = render_combination(&format!("combination-{name}"), on, components, extra);
+        let mut seen = BTreeSet::new();
+        for o in &objects {
+            let id = format!("{}/{}", str_of(&o["kind"]), str_of(&o["metadata"]["name"]));
+            assert!(seen.insert(id.clone()), "{name}: {id} rendered twice");
+            if !matches!(str_of(&o["kind"]), "Namespace" | "ClusterRoleBinding") {
+                assert_eq!(o["metadata"]["namespace"], NAMESPACE, "{name}: {id}");
+            }
+        }
+        let d = find(&objects, "Deployment", GATEWAY_SERVICE);
+        let env = env_map(container(d, GATEWAY_SERVICE));
+        let modes = auth_modes(d);
+        let expected: &[&str] = match (
+            components.contains(&"auth-oauth"),
+            components.contains(&"auth-kubernetes"),
+        ) {
+            (true, true) => &["oauth", "kubernetes"],
+            (true, false) => &["oauth"],
+            (false, true) => &["kubernetes"],
+            (false, false) => &[],
+        };
+        assert_eq!(modes, expected, "{name}: AUTH_MODE");
+        // Every ConfigMap the pod needs is rendered (a missing one keeps it from
+        // starting); Secrets are the ones created outside the repository.
+        for (cm, optional) in referenced(d, "ConfigMap") {
+            assert!(!optional, "{name}: {cm}");
+            find(&objects, "ConfigMap", &cm);
+        }
+        for (secret, optional) in referenced(d, "Secret") {
+            match secret.as_str() {
+                "k8s-aggregator-mcp-session-keys" => assert!(components.contains(&"replicas")),
+                "k8s-aggregator-mcp-backend-token" => assert!(optional, "{name}: {secret}"),
+                other => panic!("{name}: unexpected Secret {other}"),
+            }
+        }
+        // TokenReview rights exactly with the kubernetes mode.
+        let crbs = of_kind(&objects, "ClusterRoleBinding");
+        let kubernetes = modes.iter().any(|m| m == "kubernetes");
+        assert_eq!(crbs.len(), usize::from(kubernetes), "{name}");
+        assert!(of_kind(&objects, "ClusterRole").is_empty(), "{name}");
+        // Authenticated callers see only what the policy allows, and it allows nothing.
+        if modes.is_empty() {
+            assert!(!env.contains_key("POLICY_FILE"), "{name}");
+        } else {
+            let cm = find(&objects, "ConfigMap", "k8s-aggregator-mcp-policy");
+            let policy = Policy::parse(str_of(&cm["data"]["policy.yaml"])).unwrap();
+            assert_eq!(policy.rule_count(), 0, "{name}");
+            assert!(env.contains_key("POLICY_FILE"), "{name}");
+        }
+        if modes.iter().any(|m| m == "oauth") {
+            for setting in ["OAUTH_ISSUER", "OAUTH_RESOURCE"] {
+                assert!(
+                    env[setting]["valueFrom"]["configMapKeyRef"].is_object(),
+                    "{name}: {setting}"
+                );
+            }
+        }
+        assert_eq!(
+            of_kind(&objects, "NetworkPolicy").len(),
+            usize::from(components.contains(&"network-policy")),
+            "{name}"
+        );
+        if components.contains(&"gateway-only") {
+            assert!(of_kind(&objects, "DaemonSet").is_empty(), "{name}");
+            assert!(of_kind(&objects, "Namespace").is_empty(), "{name}");
+            let pod = &d["spec"]["template"]["spec"];
+            assert!(
+                pod["volumes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .all(|v| v["projected"].is_null()),
+                "{name}: no node-mcp-server token for servers we did not write"
+            );
+            let file = str_of(&env["BACKEND_TOKEN_FILE"]["value"]);
+            let mount = container(d, GATEWAY_SERVICE)["volumeMounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| file.starts_with(&format!("{}/", str_of(&m["mountPath"]))))
+                .unwrap_or_else(|| panic!("{name}: {file} is on no mount"));
+            let volume = pod["volumes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|v| v["name"] == mount["name"])
+                .unwrap();
+            assert_eq!(
+                volume["secret"]["secretName"], "k8s-aggregator-mcp-backend-token",
+                "{name}"
+            );
+        } else {
+            find(&objects, "DaemonSet", "node-mcp-server");
+        }
+        all.insert(format!("combination {name}"), Value::Array(objects));
+    }
+    validate("combinations-validate", &all);
+}
+
+#[test]
+fn an_auth_component_without_the_policy_component_does_not_run_open() {
+    // Forgetting components/policy leaves the pod waiting for its ConfigMap: it
+    // never serves with AUTH_MODE on and no policy (which would allow everything).
+    for auth in ["auth-kubernetes", "auth-oauth"] {
+        let objects = render_combination(&format!("no-policy-{auth}"), "base", &[auth], "");
+        let d = find(&objects, "Deployment", GATEWAY_SERVICE);
+        let env = env_map(container(d, GATEWAY_SERVICE));
+        assert!(env.contains_key("POLICY_FILE"), "{auth}");
+        let refs = referenced(d, "ConfigMap");
+        assert!(
+            refs.contains(&("k8s-aggregator-mcp-policy".to_string(), false)),
+            "{auth}: {refs:?}"
+        );
+        assert!(
+            of_kind(&objects, "ConfigMap")
+                .iter()
+                .all(|cm| cm["metadata"]["name"] != "k8s-aggregator-mcp-policy"),
+            "{auth}"
+        );
+    }
+}
+
+#[test]
+fn the_oauth_settings_are_set_by_the_patch_its_component_documents() {
+    let doc =
+        std::fs::read_to_string(root().join("deploy/components/auth-oauth/kustomization.yaml"))
+            .unwrap();
+    // The commented `patches:` block, uncommented.
+    let patch: String = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("# "))
+        .skip_while(|l| !l.starts_with("  patches:"))
+        .take_while(|l| l.starts_with("  "))
+        .map(|l| format!("{}\n", &l[2..]))
+        .collect();
+    assert!(patch.contains("issuer:"), "no documented patch:\n{patch}");
+    let objects = render_combination("oauth-settings", "base", &["auth-oauth", "policy"], &patch);
+    let cm = find(&objects, "ConfigMap", "k8s-aggregator-mcp-oauth");
+    assert_eq!(
+        cm["data"]["issuer"], "https://sso.example.com/realms/agents",
+        "{patch}"
+    );
+    assert_eq!(cm["data"]["resource"], "https://mcp.example.com/mcp");
+    let d = find(&objects, "Deployment", GATEWAY_SERVICE);
+    assert_eq!(auth_modes(d), ["oauth"]);
 }
