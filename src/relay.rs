@@ -173,6 +173,15 @@ pub async fn forward_modern(
             }
         }
         other => {
+            // A 2026-07-28 backend asks in its own results (`input_required`, relayed
+            // as they are), so there is nothing to park: the call stays on this
+            // request's task, without the hop to a task of its own.
+            if client
+                .connection()
+                .is_some_and(|c| c.version.era() == Era::Modern)
+            {
+                return upstream::forward(client, params, leg).await;
+            }
             if other.is_some()
                 && let Ok(conn) = client.connect().await
                 && conn.version.era() == Era::Legacy
