@@ -25,6 +25,15 @@ pub fn union<'a>(backends: impl IntoIterator<Item = &'a Value>) -> Value {
                 out.insert((*key).into(), json!({}));
             }
         }
+        if mcp_protocol::tasks::offered(&Value::Object(caps.clone())) && !out.contains_key("tasks")
+        {
+            // Both shapes: each revision is shown its own (see crate::tasks).
+            out.insert("tasks".into(), mcp_protocol::tasks::legacy_capability());
+            out.insert(
+                "extensions".into(),
+                json!({ mcp_protocol::tasks::EXTENSION: {} }),
+            );
+        }
     }
     Value::Object(out)
 }

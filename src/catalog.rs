@@ -57,6 +57,9 @@ pub struct ServedTool {
     /// The backend says the tool only reads (`annotations.readOnlyHint: true`); the
     /// policy's built-in `read-only` set is made of these.
     pub read_only: bool,
+    /// The backend lists it with 2025-11-25 `execution.taskSupport` `optional` or
+    /// `required`: a 2026-07-28 caller's call may ask it for a task.
+    pub legacy_tasks: bool,
 }
 
 /// A backend tool the gateway refused to serve, and why.
@@ -161,11 +164,17 @@ impl Catalog {
                 Ok((legacy, modern, param_headers)) if !tools.contains_key(&name) => {
                     let read_only =
                         def.pointer("/annotations/readOnlyHint") == Some(&Value::Bool(true));
+                    let legacy_tasks = matches!(
+                        def.pointer("/execution/taskSupport")
+                            .and_then(Value::as_str),
+                        Some("optional" | "required")
+                    );
                     tools.insert(
                         name.clone(),
                         ServedTool {
                             param_headers,
                             read_only,
+                            legacy_tasks,
                         },
                     );
                     names.push(name);
@@ -197,6 +206,7 @@ impl Catalog {
                 ServedTool {
                     param_headers: Arc::from(Vec::new()),
                     read_only: def.pointer("/annotations/readOnlyHint") == Some(&Value::Bool(true)),
+                    legacy_tasks: false,
                 },
             );
             names.push(name.to_string());

@@ -1,5 +1,5 @@
-//! The gateway's answers beyond tools: which methods it serves for prompts, resources
-//! and completion ([`handles`]), the policy gate in front of them, and the dispatch
+//! The gateway's answers beyond tools: which methods it serves for prompts, resources,
+//! completion and tasks ([`handles`]), the policy gate in front of them, and the dispatch
 //! to [`crate::prompts`], [`crate::resources`] and [`crate::completion`].
 
 use bytes::Bytes;
@@ -24,11 +24,15 @@ pub fn handles(method_name: &str) -> bool {
             | crate::resources::LIST
             | crate::resources::TEMPLATES_LIST
             | crate::resources::READ
-    )
+    ) || mcp_protocol::tasks::is_task_method(method_name)
 }
 
 /// Answers one request [`handles`] names, after the policy gate.
 pub async fn handle(gw: &Gateway, request: ClientRequest) -> Result<Bytes, ErrorObject> {
+    if mcp_protocol::tasks::is_task_method(&request.method) {
+        // A task id is bound to the caller whose (authorized) call started it.
+        return crate::tasks::handle(gw, request).await;
+    }
     may_reach(gw, &request)?;
     let era = request.outbound.version().era();
     let cursor = request.params.get("cursor").and_then(Value::as_str);

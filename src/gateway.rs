@@ -49,6 +49,8 @@ pub struct Gateway {
     pub(crate) prompts: crate::prompts::Prompts,
     /// The backends' resource lists (see [`crate::resources`]).
     pub(crate) resources: crate::resources::Resources,
+    /// Task ids handed to clients (without it, no call becomes a task here).
+    tasks: Option<Arc<crate::tasks::Tasks>>,
 }
 
 impl Gateway {
@@ -73,7 +75,20 @@ impl Gateway {
             parked: None,
             prompts: Default::default(),
             resources: Default::default(),
+            tasks: None,
         }
+    }
+
+    /// The same gateway handing out task ids from `tasks`, so calls a node server
+    /// runs as tasks are followed through it.
+    pub fn with_tasks(mut self, tasks: crate::tasks::Tasks) -> Self {
+        self.tasks = Some(Arc::new(tasks));
+        self
+    }
+
+    /// The task ids, when calls may become tasks.
+    pub fn tasks(&self) -> Option<&crate::tasks::Tasks> {
+        self.tasks.as_deref()
     }
 
     /// The same gateway answering the node-map tool under `name`.
@@ -396,6 +411,10 @@ impl Gateway {
             tool: call.name.clone(),
             caller: format!("{:?}:{}", caller.source, caller.subject),
         };
+        let task_asked = self
+            .tasks
+            .as_ref()
+            .and_then(|_| crate::tasks::asked(era, &call.params));
         drop(grants);
         drop(policy);
         let nodes = self.discovery.nodes();
@@ -441,6 +460,12 @@ impl Gateway {
         if let Some(Value::Object(args)) = params.get_mut("arguments") {
             args.shift_remove(NODE_PARAM);
         }
+        if task_asked == Some(crate::tasks::Asked::Modern) && served.legacy_tasks {
+            // A 2025-11-25 backend starts a task only when asked with `params.task`.
+            params
+                .entry("task")
+                .or_insert_with(|| Value::Object(Default::default()));
+        }
         let client = self.upstreams.client(ip);
         let build = catalog.availability().pod_build(ip).map(|b| b.0);
         let leg = crate::upstream::Leg {
@@ -449,13 +474,26 @@ impl Gateway {
             cancel: &cancel,
             timeout: self.call_timeout,
         };
+        let task_owner = task_asked.map(|_| owner.caller.clone());
         let parked = self.parked.as_deref().map(|p| (p, owner));
         let sent = Instant::now();
         let forwarded = crate::relay::forward_call(client, params, &leg, parked).await;
         let took = sent.elapsed();
         let answer = match forwarded {
             Ok((Ok(raw), upstream_version)) => {
-                let bytes = if upstream_version.era() == era {
+                let task = match (&self.tasks, task_asked, &task_owner) {
+                    (Some(tasks), Some(asked), Some(owner)) => tasks.wrap_created(
+                        asked,
+                        raw.get(),
+                        upstream_version.era() == Era::Modern,
+                        &node,
+                        owner,
+                    ),
+                    _ => None,
+                };
+                let bytes = if let Some(task) = task {
+                    task
+                } else if upstream_version.era() == era {
                     Bytes::copy_from_slice(raw.get().as_bytes())
                 } else {
                     convert_result(raw.get(), era)

@@ -60,6 +60,10 @@ pub fn pass_client_meta(params: &mut Map<String, Value>, outbound: &Outbound) {
         }
         m.entry(meta::LOG_LEVEL).or_insert_with(|| "debug".into());
     }
+    if mcp_protocol::tasks::requested(params).is_some() {
+        // A 2025-11-25 caller asked for a task: a 2026-07-28 backend may start one.
+        crate::tasks::declare_extension(params);
+    }
 }
 
 /// Whether a serialized notification is `notifications/progress`.

@@ -243,7 +243,8 @@ pub async fn start_with(
         .with_parked(crate::parked::ParkedCalls::new(
             sealer.clone(),
             config.max_waiting_calls,
-        )),
+        ))
+        .with_tasks(crate::tasks::Tasks::new(sealer.clone())),
     );
     let mut server_config = ServerConfig::new("k8s-aggregator-mcp", env!("CARGO_PKG_VERSION"));
     server_config.info = Implementation {

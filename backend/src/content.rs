@@ -28,12 +28,15 @@ pub fn handles(method_name: &str) -> bool {
     )
 }
 
-/// The capabilities the server announces with them.
+/// The capabilities the server announces with them, and tasks in both shapes (each
+/// revision sees its own, see [`mcp_protocol::tasks::capabilities_for`]).
 pub fn capabilities() -> Value {
     let mut c = mcp::tools_capabilities(true);
     c["logging"] = json!({});
     c["resources"] = json!({});
     c["prompts"] = json!({});
+    c["tasks"] = mcp_protocol::tasks::legacy_capability();
+    c["extensions"] = json!({ mcp_protocol::tasks::EXTENSION: {} });
     c
 }
 

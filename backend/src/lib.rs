@@ -6,6 +6,7 @@
 //! - [`content`]: the resource `node://os-release` and the prompt `triage_node`.
 //! - [`interactive`]: `confirm_cpu_usage` (optional), which logs and asks the client
 //!   mid-call, to test relays of those.
+//! - [`tasks`]: `cpu_usage` as a task when asked, in both task shapes.
 //! - [`auth`]: who may call (`CLIENT_AUTH`): only the gateway, by its ServiceAccount
 //!   token or a static token.
 
@@ -13,4 +14,5 @@ pub mod auth;
 pub mod content;
 pub mod interactive;
 pub mod server;
+pub mod tasks;
 pub mod tools;

@@ -23,6 +23,8 @@ pub struct NodeTools {
     listing: Arc<RwLock<Listing>>,
     /// Whether `confirm_cpu_usage` and `ask_client` are served (`INTERACTIVE_TOOLS`).
     interactive: bool,
+    /// `cpu_usage` runs started as tasks.
+    tasks: Arc<crate::tasks::TaskStore>,
 }
 
 /// The tools/list answers and the names they list.
@@ -53,15 +55,18 @@ pub const TOOLS_FILE_POLL: std::time::Duration = std::time::Duration::from_milli
 
 impl Listing {
     fn new(defs: &[serde_json::Value], list_ttl_ms: u64) -> Self {
-        let list = |era| {
+        let list = |era, defs: &[serde_json::Value]| {
             Bytes::from(
                 serde_json::to_vec(&mcp::tools_list_result(era, defs, None, list_ttl_ms))
                     .unwrap_or_default(),
             )
         };
+        let mut defs = defs.to_vec();
+        crate::tasks::mark_task_support(&mut defs);
+        let defs = &defs[..];
         Listing {
-            legacy: list(Era::Legacy),
-            modern: list(Era::Modern),
+            legacy: list(Era::Legacy, defs),
+            modern: list(Era::Modern, defs),
             names: defs
                 .iter()
                 .filter_map(|d| d["name"].as_str())
@@ -114,6 +119,7 @@ impl NodeTools {
             ctx: Arc::new(ctx),
             listing,
             interactive: knobs.interactive,
+            tasks: Default::default(),
         }
     }
 
@@ -152,7 +158,7 @@ impl McpHandler for NodeTools {
     }
 
     fn handles(&self, method_name: &str) -> bool {
-        crate::content::handles(method_name)
+        crate::content::handles(method_name) || mcp_protocol::tasks::is_task_method(method_name)
     }
 
     fn handle_request(
@@ -160,6 +166,15 @@ impl McpHandler for NodeTools {
         request: mcp_protocol::server::ClientRequest,
     ) -> BoxFuture<Result<Bytes, ErrorObject>> {
         let era = request.outbound.version().era();
+        if mcp_protocol::tasks::is_task_method(&request.method) {
+            let tasks = self.tasks.clone();
+            return Box::pin(async move {
+                let answer = tasks.handle(era, &request.method, &request.params).await?;
+                serde_json::to_vec(&answer)
+                    .map(Bytes::from)
+                    .map_err(ErrorObject::internal)
+            });
+        }
         let answer = crate::content::answer(&self.ctx, era, &request.method, &request.params)
             .and_then(|v| serde_json::to_vec(&v).map_err(ErrorObject::internal));
         Box::pin(async move { answer.map(Bytes::from) })
@@ -176,6 +191,10 @@ impl McpHandler for NodeTools {
             return Box::pin(async move {
                 Err(ErrorObject::invalid_params(format!("Unknown tool: {name}")))
             });
+        }
+        if crate::tasks::wanted(call.version.era(), &call.name, &call.params) {
+            let answer = self.tasks.start(ctx, call.version.era(), &call.params);
+            return Box::pin(async move { answer });
         }
         if self.interactive && call.name == crate::interactive::NAME {
             return Box::pin(confirm_cpu_usage(ctx, call));

@@ -407,6 +407,7 @@ pub fn name_field(method_name: &str) -> Option<&'static str> {
     match method_name {
         method::TOOLS_CALL | "prompts/get" => Some("name"),
         "resources/read" => Some("uri"),
+        crate::tasks::GET | crate::tasks::UPDATE | crate::tasks::CANCEL => Some("taskId"),
         _ => None,
     }
 }
@@ -431,6 +432,9 @@ pub fn check_standard_headers(headers: &HeaderMap, request: &Request) -> Result<
                     "Mcp-Name header value '{h}' does not match body value '{b}'"
                 )));
             }
+            // The tasks extension asks clients for `Mcp-Name` too, but SDK clients
+            // still omit it there: checked when present, not required.
+            (None, _) if crate::tasks::is_task_method(&request.method) => {}
             (None, _) => {
                 return Err(ErrorObject::header_mismatch(format!(
                     "the Mcp-Name header is required for {}",

@@ -24,6 +24,8 @@
 //!   that answers any client request.
 //! - [`client`]: a Streamable HTTP client on reqwest that talks to servers of either era,
 //!   with [`client::SharedHeaders`] sent on every request (the caller's own credential).
+//! - [`tasks`]: MCP tasks in both shapes (2025-11-25 task-augmented requests, the
+//!   2026-07-28 `io.modelcontextprotocol/tasks` extension) and conversions between them.
 //! - [`token_file`]: a credential file re-read as it rotates, off the request path.
 
 pub mod bearer;
@@ -38,4 +40,5 @@ pub mod serve;
 pub mod server;
 pub mod session;
 pub mod sse;
+pub mod tasks;
 pub mod token_file;

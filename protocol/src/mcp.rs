@@ -289,7 +289,10 @@ pub fn initialize_result(
 ) -> Value {
     let mut m = Map::new();
     m.insert("protocolVersion".into(), version.as_str().into());
-    m.insert("capabilities".into(), capabilities.clone());
+    m.insert(
+        "capabilities".into(),
+        crate::tasks::capabilities_for(version, capabilities),
+    );
     m.insert("serverInfo".into(), server.to_value());
     if let Some(i) = instructions {
         m.insert("instructions".into(), i.into());
@@ -310,7 +313,10 @@ pub fn discover_result(
         "supportedVersions".into(),
         json!(ProtocolVersion::supported_strings()),
     );
-    m.insert("capabilities".into(), capabilities.clone());
+    m.insert(
+        "capabilities".into(),
+        crate::tasks::capabilities_for(ProtocolVersion::LATEST_MODERN, capabilities),
+    );
     if let Some(i) = instructions {
         m.insert("instructions".into(), i.into());
     }

