@@ -110,7 +110,9 @@ pub fn node_ip(gw: &Gateway, node: Option<&str>) -> Result<IpAddr, ErrorObject> 
 }
 
 /// Forwards a client request (`params` ready to send) to the pod at `ip`, relaying
-/// its notifications to the client, and reshapes the answer for the client's era.
+/// its notifications to the client and its questions (elicitation, sampling, roots)
+/// to the client (a legacy client gets them on its request's stream; one that cannot
+/// answer has them refused at once), and reshapes the answer for the client's era.
 pub async fn forward(
     gw: &Gateway,
     ip: IpAddr,
@@ -121,10 +123,12 @@ pub async fn forward(
     crate::upstream::prepare(&mut params, &request.outbound);
     let client = gw.upstreams().client(ip);
     let outbound = request.outbound.clone();
+    let ask = crate::relay::asker(outbound.clone(), gw.call_timeout());
     let mut relay = move |note: Bytes| outbound.relay(note);
     let opts = RequestOptions {
         on_notification: Some(&mut relay),
         timeout: Some(gw.call_timeout()),
+        on_request: Some(&ask),
         ..Default::default()
     };
     let reply = tokio::select! {

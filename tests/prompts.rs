@@ -161,6 +161,38 @@ async fn prompts_and_completions_are_served_per_node_in_both_eras() {
     }
 }
 
+/// A legacy backend's question during prompts/get reaches a legacy client on its
+/// request's stream, and the answer comes back to the backend: the same prompt as
+/// directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompts_questions_reach_the_legacy_client_through_the_gateway() {
+    let s = setup(24).await;
+    let extra = strs(&["--op", "prompts", "--answer", "yes"]);
+    let direct = blocking(client(
+        &s.backends[0].url,
+        "legacy",
+        "confirmed_diagnosis",
+        json!({"service": "kubelet"}),
+        extra.clone(),
+    ))
+    .await;
+    let via = blocking(client(
+        &s.gateway.url(),
+        "legacy",
+        "confirmed_diagnosis",
+        json!({"node": "fast-1", "service": "kubelet"}),
+        extra,
+    ))
+    .await;
+    assert_eq!(via["ok"], true, "{via}");
+    assert_eq!(via["asked"], json!(["elicitation/create"]), "{via}");
+    assert_eq!(
+        via["text"], "fast-1: accept diagnosis of kubelet (yes)",
+        "{via}"
+    );
+    assert_eq!(via["prompt"]["messages"], direct["prompt"]["messages"]);
+}
+
 fn strs(args: &[&str]) -> Vec<String> {
     args.iter().map(|a| a.to_string()).collect()
 }

@@ -13,6 +13,7 @@ Tools (each names the node this server stands for in its answer):
   * ``confirm_then_sample`` -> two questions in turn (elicitation, then sampling).
   * ``count_steps`` -> reports progress for each of ``steps`` steps.
 
+Prompt ``confirmed_diagnosis(service)`` asks the client to confirm first (elicitation).
 Prompt ``diagnose(service, severity)`` names the node; ``service`` completes from a
 list that includes ``<node>-agent``. Resources: ``node://info`` (text naming the
 node) and the template ``node://logs/{name}`` (``name`` completes like ``service``).
@@ -149,6 +150,18 @@ async def count_steps(ctx: Context, steps: int = 3) -> str:
 def diagnose(service: str, severity: str = "warning") -> str:
     """Ask for a diagnosis of a service on this node."""
     return f"On node {NODE_NAME}, diagnose {service} (severity {severity})."
+
+
+@mcp.prompt
+async def confirmed_diagnosis(ctx: Context, service: str) -> str:
+    """Ask the client to confirm (elicitation) before writing the prompt."""
+    try:
+        got = await ctx.elicit(f"Diagnose {service} on {NODE_NAME}?", Answer)
+    except Exception as e:  # the client refused or cannot elicit
+        return f"{NODE_NAME}: not confirmed ({type(e).__name__})"
+    data = getattr(got, "data", None)
+    note = getattr(data, "note", "") if data is not None else ""
+    return f"{NODE_NAME}: {got.action} diagnosis of {service} ({note})"
 
 
 @mcp.resource("node://info")
