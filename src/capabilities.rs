@@ -22,7 +22,12 @@ pub fn union<'a>(backends: impl IntoIterator<Item = &'a Value>) -> Value {
         };
         for key in RELAYED {
             if caps.get(*key).is_some_and(Value::is_object) && !out.contains_key(*key) {
-                out.insert((*key).into(), json!({}));
+                // The gateway relays the backends' prompt and resource list changes.
+                let own = match *key {
+                    "prompts" | "resources" => json!({ "listChanged": true }),
+                    _ => json!({}),
+                };
+                out.insert((*key).into(), own);
             }
         }
         if mcp_protocol::tasks::offered(&Value::Object(caps.clone())) && !out.contains_key("tasks")

@@ -122,6 +122,13 @@ async fn learn_pod(
 }
 
 impl Learner {
+    /// Changes when a listened pod says its prompts or resources changed.
+    pub fn lists_changed(
+        &self,
+    ) -> tokio::sync::watch::Receiver<mcp_protocol::session::ListChanges> {
+        self.listeners.lists_changed()
+    }
+
     /// A learner over `upstreams` with nothing learned yet.
     pub fn new(upstreams: Arc<Upstreams>, config: CatalogConfig) -> Self {
         let listeners = Listeners::new(upstreams.clone(), config.listen_max);

@@ -1,4 +1,5 @@
-//! Hearing a backend say its tools changed (`notifications/tools/list_changed`).
+//! Hearing a backend say its tools changed (`notifications/tools/list_changed`), or
+//! its prompts or resources (`notifications/{prompts,resources}/list_changed`).
 //!
 //! A legacy node server sends it on its session's GET stream, a 2026-07-28 one on a
 //! `subscriptions/listen` stream; either way it is a long-lived connection per pod, on
@@ -21,12 +22,13 @@
 //! stream that broke has the pod learned again, since a change may have been missed.
 //! A pod that offers no stream (405) is left alone.
 
-use mcp_protocol::client::{ClientError, ListenEnd};
+use mcp_protocol::client::{ClientError, ListKind, ListenEnd};
+use mcp_protocol::session::ListChanges;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use crate::builds::Builds;
 use crate::cluster::NodeMap;
@@ -43,12 +45,23 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(500), Duration::fro
 const HEALTHY_AFTER: Duration = Duration::from_secs(1);
 
 /// The pods that spoke since the learner last looked, and the bell it waits on.
-#[derive(Default)]
 struct Heard {
     /// Pod IPs (at most one entry per listener, so bounded by the cap).
     pods: Mutex<HashSet<IpAddr>>,
     /// Rung when a pod is added.
     bell: Notify,
+    /// Bumped when a pod says its prompts or resources changed.
+    lists: watch::Sender<ListChanges>,
+}
+
+impl Default for Heard {
+    fn default() -> Self {
+        Heard {
+            pods: Default::default(),
+            bell: Notify::new(),
+            lists: watch::channel(ListChanges::default()).0,
+        }
+    }
 }
 
 impl Heard {
@@ -114,6 +127,12 @@ impl Listeners {
         }
     }
 
+    /// Changes when a listened pod says its prompt or resource list changed (the
+    /// lists are learned on demand: their caches are dropped and clients told).
+    pub fn lists_changed(&self) -> watch::Receiver<ListChanges> {
+        self.heard.lists.subscribe()
+    }
+
     /// The next pod that said its tools changed.
     pub async fn next(&self) -> IpAddr {
         loop {
@@ -175,7 +194,11 @@ async fn listen(client: mcp_protocol::client::McpClient, ip: IpAddr, heard: Arc<
     loop {
         let started = Instant::now();
         let end = client
-            .listen_tools_changed(STREAM_FOR, &mut || heard.add(ip))
+            .listen_lists_changed(STREAM_FOR, &mut |kind| match kind {
+                ListKind::Tools => heard.add(ip),
+                ListKind::Prompts => heard.lists.send_modify(|c| c.prompts += 1),
+                ListKind::Resources => heard.lists.send_modify(|c| c.resources += 1),
+            })
             .await;
         let lasted = started.elapsed() >= HEALTHY_AFTER;
         match end {

@@ -38,6 +38,11 @@ pub struct PodLists {
 }
 
 impl PodLists {
+    /// Forgets every cached list (a pod said its list changed).
+    pub fn forget(&self) {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
     /// The `key` items `method` lists on one ready pod of each build, per build, with
     /// the pod each came from.
     pub async fn of_builds(

@@ -28,6 +28,11 @@ pub struct Prompts {
 }
 
 impl Prompts {
+    /// Forgets the cached lists, so the next list request asks the pods again.
+    pub fn forget(&self) {
+        self.lists.forget();
+    }
+
     /// The served `ListPromptsResult` for a client of `era`.
     pub async fn list(
         &self,

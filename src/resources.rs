@@ -131,6 +131,11 @@ fn parse_cursor(cursor: Option<&str>) -> Result<(usize, usize), ErrorObject> {
 }
 
 impl Resources {
+    /// Forgets the cached lists, so the next list request asks the pods again.
+    pub fn forget(&self) {
+        self.lists.forget();
+    }
+
     /// `resources/list`: one page of every resource on every ready node.
     pub async fn list(
         &self,

@@ -359,6 +359,8 @@ pub async fn follow_cluster(app: App) {
         return;
     };
     let discovery = app.gateway.discovery().clone();
+    let lists = tokio::spawn(follow_lists(app.clone(), learner.lists_changed()));
+    let _stop_lists = AbortOnDrop(lists);
     learner
         .run(discovery, move |catalog, report| {
             if let Ok(mut r) = app.catalog_report.write() {
@@ -383,6 +385,36 @@ pub async fn follow_cluster(app: App) {
             app.metrics.record_catalog_rebuild(changed);
         })
         .await
+}
+
+/// A pod said its prompt or resource list changed: the cached lists are dropped and
+/// clients told (the gateway's own lists are the backends' lists, per node).
+async fn follow_lists(
+    app: App,
+    mut changes: tokio::sync::watch::Receiver<mcp_protocol::session::ListChanges>,
+) {
+    let mut last = *changes.borrow();
+    while changes.changed().await.is_ok() {
+        let now = *changes.borrow_and_update();
+        if now.prompts != last.prompts {
+            app.gateway.prompts.forget();
+            app.mcp.notify_prompts_changed();
+        }
+        if now.resources != last.resources {
+            app.gateway.resources.forget();
+            app.mcp.notify_resources_changed();
+        }
+        last = now;
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Counts the discovery watch coming back after it went down.

@@ -120,11 +120,16 @@ async fn prompts_and_completions_are_served_per_node_in_both_eras() {
         .await;
         assert_eq!(via["ok"], true, "{mode}: {via}");
         // The same prompt, `node` first and required.
-        let served = &via["prompts"][0];
-        assert_eq!(served["name"], "diagnose", "{via}");
+        let named = |doc: &Value| {
+            doc["prompts"]
+                .as_array()
+                .and_then(|ps| ps.iter().find(|p| p["name"] == "diagnose").cloned())
+                .unwrap_or_else(|| panic!("no prompt diagnose: {doc}"))
+        };
+        let served = &named(&via);
         assert_eq!(served["arguments"][0]["name"], "node", "{via}");
         assert_eq!(served["arguments"][0]["required"], true, "{via}");
-        let theirs = &direct["prompts"][0]["arguments"];
+        let theirs = &named(&direct)["arguments"];
         assert_eq!(
             &Value::Array(served["arguments"].as_array().unwrap()[1..].to_vec()),
             theirs,
@@ -415,4 +420,99 @@ async fn our_2026_node_servers_prompt_and_resource_are_served_per_node() {
         );
         assert_eq!(via["contents"][0]["uri"], served, "{via}");
     }
+}
+
+/// A node server saying its prompts or resources changed reaches clients of the
+/// gateway in both eras (legacy GET stream, 2026-07-28 `subscriptions/listen`), and
+/// the gateway's next list asks the pods again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompt_and_resource_list_changes_reach_clients_and_refresh_the_lists() {
+    use mcp_protocol::client::{ClientMode, ClientOptions, ListKind, McpClient, http_client};
+    use std::time::{Duration, Instant};
+    let kube = FakeKube::start().await;
+    let addr = ip90(25, 2);
+    let port = procs::common_free_port(&[addr]);
+    let hide = std::env::temp_dir().join(format!("hide-lists-{}", std::process::id()));
+    std::fs::write(&hide, "").unwrap();
+    let _backend = procs::spawn_backend_with(
+        "n1",
+        addr,
+        port,
+        &[("HIDE_TOOLS_FILE", hide.display().to_string())],
+    )
+    .await;
+    kube.set_node("n1", addr, true);
+    let env = [
+        ("KUBECONFIG", kube.kubeconfig_path().display().to_string()),
+        ("BACKEND_PORT", port.to_string()),
+    ];
+    let gateway = procs::spawn_gateway(ip90(25, 1), &env).await;
+    let client = |mode| {
+        let mut opts = ClientOptions::new("list-tests", "0");
+        opts.mode = mode;
+        McpClient::new(http_client(Duration::from_secs(5)), gateway.url(), opts)
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut listening = Vec::new();
+    for mode in [ClientMode::Legacy, ClientMode::Modern] {
+        let (c, tx) = (client(mode), tx.clone());
+        listening.push(tokio::spawn(async move {
+            let mut on = |kind: ListKind| {
+                let _ = tx.send((mode, kind));
+            };
+            c.listen_lists_changed(Duration::from_secs(60), &mut on)
+                .await
+        }));
+    }
+    // Heard by both clients, in both lists: toggles the file until each pair arrived
+    // (the gateway's own listener on the pod may still be connecting at first).
+    let mut want: std::collections::HashSet<(ClientMode, ListKind)> = [
+        (ClientMode::Legacy, ListKind::Prompts),
+        (ClientMode::Modern, ListKind::Prompts),
+        (ClientMode::Legacy, ListKind::Resources),
+        (ClientMode::Modern, ListKind::Resources),
+    ]
+    .into();
+    let start = Instant::now();
+    let mut hidden = false;
+    while !want.is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "never heard {want:?}:\n{}",
+            gateway.log_text()
+        );
+        hidden = !hidden;
+        std::fs::write(
+            &hide,
+            if hidden {
+                "triage_node,node://os-release"
+            } else {
+                ""
+            },
+        )
+        .unwrap();
+        let until = tokio::time::Instant::now() + Duration::from_secs(1);
+        while let Ok(Some(heard)) = tokio::time::timeout_at(until, rx.recv()).await {
+            want.remove(&heard);
+        }
+    }
+    // The lists follow the node server's now (its cached answer was dropped).
+    let c = client(ClientMode::Modern);
+    let prompts = request(&c, "prompts/list", json!({})).await;
+    let resources = request(&c, "resources/list", json!({})).await;
+    let expected = if hidden { 0 } else { 1 };
+    assert_eq!(
+        prompts["prompts"].as_array().unwrap().len(),
+        expected,
+        "{prompts}"
+    );
+    assert_eq!(
+        resources["resources"].as_array().unwrap().len(),
+        expected,
+        "{resources}"
+    );
+    for l in listening {
+        l.abort();
+    }
+    let _ = std::fs::remove_file(&hide);
 }

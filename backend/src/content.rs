@@ -33,8 +33,8 @@ pub fn handles(method_name: &str) -> bool {
 pub fn capabilities() -> Value {
     let mut c = mcp::tools_capabilities(true);
     c["logging"] = json!({});
-    c["resources"] = json!({});
-    c["prompts"] = json!({});
+    c["resources"] = json!({ "listChanged": true });
+    c["prompts"] = json!({ "listChanged": true });
     c["tasks"] = mcp_protocol::tasks::legacy_capability();
     c["extensions"] = json!({ mcp_protocol::tasks::EXTENSION: {} });
     c
@@ -51,29 +51,35 @@ fn list(era: Era, key: &str, items: Value) -> Value {
 }
 
 /// Answers one of the methods [`handles`] names.
+/// `hidden` names what is not offered now (the `HIDE_TOOLS_FILE` test knob may name
+/// the prompt or the resource URI too).
 pub fn answer(
     ctx: &ToolContext,
     era: Era,
     method_name: &str,
     params: &Map<String, Value>,
+    hidden: &[String],
 ) -> Result<Value, ErrorObject> {
+    let offered = |name: &str| !hidden.iter().any(|h| h == name);
     let mut v = match method_name {
         "resources/list" => {
-            return Ok(list(
-                era,
-                "resources",
+            let items = if offered(OS_RELEASE) {
                 json!([{"uri": OS_RELEASE, "name": "os-release", "title": "The node's OS release",
-                        "mimeType": "text/plain"}]),
-            ));
+                        "mimeType": "text/plain"}])
+            } else {
+                json!([])
+            };
+            return Ok(list(era, "resources", items));
         }
         "resources/templates/list" => return Ok(list(era, "resourceTemplates", json!([]))),
         method::PROMPTS_LIST => {
-            return Ok(list(
-                era,
-                "prompts",
+            let items = if offered(TRIAGE) {
                 json!([{"name": TRIAGE, "description": "Triage this node with its own tools.",
-                        "arguments": [{"name": "symptom", "description": "What looks wrong.", "required": false}]}]),
-            ));
+                        "arguments": [{"name": "symptom", "description": "What looks wrong.", "required": false}]}])
+            } else {
+                json!([])
+            };
+            return Ok(list(era, "prompts", items));
         }
         "resources/read" => {
             let uri = params.get("uri").and_then(Value::as_str).unwrap_or("");

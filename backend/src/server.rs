@@ -25,6 +25,8 @@ pub struct NodeTools {
     interactive: bool,
     /// `cpu_usage` runs started as tasks.
     tasks: Arc<crate::tasks::TaskStore>,
+    /// What `HIDE_TOOLS_FILE` names now (tools, the prompt or the resource URI).
+    hidden: Arc<RwLock<Vec<String>>>,
 }
 
 /// The tools/list answers and the names they list.
@@ -44,9 +46,10 @@ pub struct Knobs {
     /// `TOOL_VARIANT=b`: `list_processes` has another schema (an extra optional
     /// parameter), as a second build of the same tool would.
     pub variant: Option<String>,
-    /// `HIDE_TOOLS_FILE`: a file of tool names not to offer (comma-separated), read
-    /// again every [`TOOLS_FILE_POLL`]; a change is announced with
-    /// `notifications/tools/list_changed`.
+    /// `HIDE_TOOLS_FILE`: a file of tool names not to offer (comma-separated; the
+    /// prompt's name and the resource's URI count too), read again every
+    /// [`TOOLS_FILE_POLL`]; a change is announced with the list_changed notification of
+    /// each list it touches.
     pub hide_tools_file: Option<std::path::PathBuf>,
 }
 
@@ -120,6 +123,7 @@ impl NodeTools {
             listing,
             interactive: knobs.interactive,
             tasks: Default::default(),
+            hidden: Arc::new(RwLock::new(hidden.to_vec())),
         }
     }
 
@@ -175,8 +179,14 @@ impl McpHandler for NodeTools {
                     .map_err(ErrorObject::internal)
             });
         }
-        let answer = crate::content::answer(&self.ctx, era, &request.method, &request.params)
-            .and_then(|v| serde_json::to_vec(&v).map_err(ErrorObject::internal));
+        let hidden = self
+            .hidden
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let answer =
+            crate::content::answer(&self.ctx, era, &request.method, &request.params, &hidden)
+                .and_then(|v| serde_json::to_vec(&v).map_err(ErrorObject::internal));
         Box::pin(async move { answer.map(Bytes::from) })
     }
 
@@ -415,6 +425,7 @@ pub async fn run_with_knobs(
         .unwrap_or_default();
     let tools = NodeTools::with_knobs(ctx.clone(), ttl, &knobs, &hidden);
     let listing = tools.listing.clone();
+    let hidden_now = tools.hidden.clone();
     let server = McpServer::new(cfg, tools);
     server.set_capabilities(crate::content::capabilities());
     let watcher = knobs.hide_tools_file.clone().map(|path| {
@@ -425,9 +436,19 @@ pub async fn run_with_knobs(
                 tokio::time::sleep(TOOLS_FILE_POLL).await;
                 let next = read_hidden(&path);
                 if next != current {
-                    tracing::info!(hidden = ?next, "HIDE_TOOLS_FILE changed; announcing the new tool list");
+                    tracing::info!(hidden = ?next, "HIDE_TOOLS_FILE changed; announcing the new lists");
                     let defs = NodeTools::defs(&ctx, &knobs, &next);
                     *listing.write().unwrap_or_else(|e| e.into_inner()) = Listing::new(&defs, ttl);
+                    *hidden_now.write().unwrap_or_else(|e| e.into_inner()) = next.clone();
+                    let flipped = |name: &str| {
+                        current.iter().any(|h| h == name) != next.iter().any(|h| h == name)
+                    };
+                    if flipped(crate::content::TRIAGE) {
+                        server.notify_prompts_changed();
+                    }
+                    if flipped(crate::content::OS_RELEASE) {
+                        server.notify_resources_changed();
+                    }
                     current = next;
                     server.notify_tools_changed();
                 }

@@ -24,7 +24,7 @@ use crate::mcp::{Era, Implementation, ProtocolVersion, meta, method};
 use crate::sse;
 
 /// Which era to speak.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ClientMode {
     /// 2026-07-28 first, falling back to initialize.
     Auto,
@@ -121,6 +121,17 @@ pub struct Connection {
     pub capabilities: Value,
     /// The server's instructions.
     pub instructions: Option<String>,
+}
+
+/// Which of a server's lists a change notification is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListKind {
+    /// `notifications/tools/list_changed`.
+    Tools,
+    /// `notifications/prompts/list_changed`.
+    Prompts,
+    /// `notifications/resources/list_changed`.
+    Resources,
 }
 
 /// How a change stream ([`McpClient::listen_tools_changed`]) ended without an error.
@@ -911,14 +922,31 @@ impl McpClient {
     }
 
     /// Listens for `notifications/tools/list_changed` from the server, calling
-    /// `on_change` for each, until the server ends the stream or `max_for` passes:
-    /// a legacy server's session GET stream, a 2026-07-28 server's
-    /// `subscriptions/listen`. Connects first if needed; a legacy session the server
-    /// forgot (404) is initialised again once.
+    /// `on_change` for each, until the server ends the stream or `max_for` passes
+    /// (see [`McpClient::listen_lists_changed`]).
     pub async fn listen_tools_changed(
         &self,
         max_for: Duration,
         on_change: &mut (dyn FnMut() + Send),
+    ) -> Result<ListenEnd, ClientError> {
+        self.listen_lists_changed(max_for, &mut |kind| {
+            if kind == ListKind::Tools {
+                on_change();
+            }
+        })
+        .await
+    }
+
+    /// Listens for the server's list-change notifications (tools, prompts,
+    /// resources), calling `on_change` with the list of each, until the server ends
+    /// the stream or `max_for` passes: a legacy server's session GET stream, a
+    /// 2026-07-28 server's `subscriptions/listen` (asking for all three; a server
+    /// honours those it serves). Connects first if needed; a legacy session the
+    /// server forgot (404) is initialised again once.
+    pub async fn listen_lists_changed(
+        &self,
+        max_for: Duration,
+        on_change: &mut (dyn FnMut(ListKind) + Send),
     ) -> Result<ListenEnd, ClientError> {
         let conn = self.connect().await?;
         let outcome = match conn.version.era() {
@@ -934,10 +962,14 @@ impl McpClient {
             },
             Era::Modern => {
                 let mut params = Map::new();
-                params.insert("notifications".into(), json!({"toolsListChanged": true}));
+                params.insert(
+                    "notifications".into(),
+                    json!({"toolsListChanged": true, "promptsListChanged": true,
+                           "resourcesListChanged": true}),
+                );
                 let mut relay = |note: Bytes| {
-                    if is_tools_changed(&note) {
-                        on_change();
+                    if let Some(kind) = list_changed(&note) {
+                        on_change(kind);
                     }
                 };
                 let opts = RequestOptions {
@@ -968,7 +1000,7 @@ impl McpClient {
         &self,
         conn: &Connection,
         max_for: Duration,
-        on_change: &mut (dyn FnMut() + Send),
+        on_change: &mut (dyn FnMut(ListKind) + Send),
     ) -> Result<ListenEnd, ClientError> {
         let mut none = Map::new();
         let mut h = self.headers_for(conn, "GET", &mut none)?;
@@ -994,8 +1026,8 @@ impl McpClient {
             while let Some(chunk) = chunks.next().await {
                 let chunk = chunk.map_err(|source| self.body_error(source))?;
                 for event in decoder.push(&chunk).map_err(|e| self.protocol(e))? {
-                    if is_tools_changed(event.data.as_bytes()) {
-                        on_change();
+                    if let Some(kind) = list_changed(event.data.as_bytes()) {
+                        on_change(kind);
                     }
                 }
             }
@@ -1030,8 +1062,17 @@ impl McpClient {
 }
 
 /// Whether a serialized message is `notifications/tools/list_changed`.
-fn is_tools_changed(data: &[u8]) -> bool {
-    matches!(Message::from_slice(data), Ok(Message::Notification(n)) if n.method == method::TOOLS_LIST_CHANGED)
+/// The list a `notifications/*/list_changed` message is about, if it is one.
+fn list_changed(data: &[u8]) -> Option<ListKind> {
+    match Message::from_slice(data) {
+        Ok(Message::Notification(n)) => match n.method.as_str() {
+            method::TOOLS_LIST_CHANGED => Some(ListKind::Tools),
+            method::PROMPTS_LIST_CHANGED => Some(ListKind::Prompts),
+            method::RESOURCES_LIST_CHANGED => Some(ListKind::Resources),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 fn snippet(body: &[u8]) -> String {

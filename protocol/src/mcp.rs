@@ -131,6 +131,10 @@ pub mod method {
     pub const PROMPTS_LIST: &str = "prompts/list";
     /// Get one prompt with its arguments filled in.
     pub const PROMPTS_GET: &str = "prompts/get";
+    /// The prompt list changed.
+    pub const PROMPTS_LIST_CHANGED: &str = "notifications/prompts/list_changed";
+    /// The resource list changed.
+    pub const RESOURCES_LIST_CHANGED: &str = "notifications/resources/list_changed";
     /// Complete an argument of a prompt or resource template.
     pub const COMPLETE: &str = "completion/complete";
     /// Legacy URL-mode elicitation finished out of band (2025-11-25).

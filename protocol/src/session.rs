@@ -47,6 +47,21 @@ mod sealed;
 mod tests;
 
 pub use entry::{InflightGuard, Session};
+
+/// How many times each list a server serves has changed; streams turn a change into
+/// the matching `notifications/*/list_changed`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ListChanges {
+    /// Tool list changes.
+    pub tools: u64,
+    /// Prompt list changes.
+    pub prompts: u64,
+    /// Resource list changes.
+    pub resources: u64,
+}
+
+/// A session's view of [`ListChanges`].
+pub type ChangeSignal = tokio::sync::watch::Receiver<ListChanges>;
 use sealed::{Sealed, owner_key, unix_ms};
 
 /// The client's answer to a server-to-client request: its result, or its error.
@@ -209,7 +224,7 @@ impl SessionStore {
     pub fn create(
         &self,
         start: SessionStart,
-        changes: tokio::sync::watch::Receiver<u64>,
+        changes: ChangeSignal,
         owner: &str,
         bound: bool,
     ) -> Option<Arc<Session>> {
@@ -308,7 +323,7 @@ impl SessionStore {
         &self,
         id: &str,
         requester: Option<&str>,
-        changes: impl FnOnce() -> tokio::sync::watch::Receiver<u64>,
+        changes: impl FnOnce() -> ChangeSignal,
     ) -> Result<Arc<Session>, Lookup> {
         let (sid, sealed, version) = self.open(id, requester)?;
         let mut state = self.state.lock().map_err(|_| Lookup::Unknown)?;

@@ -39,7 +39,7 @@ impl<H: McpHandler> McpServer<H> {
         );
         let mut resp = json_result(&req.id, &result);
         if cfg.sessions.enabled {
-            let changes = self.inner.catalog_generation.subscribe();
+            let changes = self.inner.list_changes.subscribe();
             let owner = session_owner(extensions);
             let bound = extensions.get::<SessionOwner>().is_some();
             let param = |k: &str| {
@@ -102,7 +102,7 @@ impl<H: McpHandler> McpServer<H> {
                 )));
             };
             let requester = extensions.get::<SessionOwner>().map(|o| o.0.as_str());
-            let changes = || self.inner.catalog_generation.subscribe();
+            let changes = || self.inner.list_changes.subscribe();
             match self.inner.sessions.get(id, requester, changes) {
                 Ok(s) => Some(s),
                 Err(Lookup::Busy) => {
@@ -348,10 +348,18 @@ impl<H: McpHandler> McpServer<H> {
         let Ok(slot) = self.inner.streams.clone().try_acquire_owned() else {
             return busy(None, "too many open streams; retry shortly");
         };
-        let changed = jsonrpc::notification_bytes(method::TOOLS_LIST_CHANGED, None);
+        let caps = self.capabilities();
+        let offers =
+            |list: &str| caps.pointer(&format!("/{list}/listChanged")) == Some(&Value::Bool(true));
+        let frame = |m: &str| jsonrpc::notification_bytes(m, None);
+        let frames = ListFrames {
+            tools: Some(frame(method::TOOLS_LIST_CHANGED)),
+            prompts: offers("prompts").then(|| frame(method::PROMPTS_LIST_CHANGED)),
+            resources: offers("resources").then(|| frame(method::RESOURCES_LIST_CHANGED)),
+        };
         let stream = change_stream(
             session.changes.clone(),
-            Some(changed),
+            frames,
             self.inner.shutdown.clone(),
             self.inner.config.keep_alive,
             StreamHold {

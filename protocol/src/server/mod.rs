@@ -28,7 +28,7 @@ use crate::body::{self, Body};
 use crate::headers::{self, Accepts, HostPolicy, OriginPolicy, ParamHeader};
 use crate::jsonrpc::{self, ErrorObject, Message, Notification, Request, RequestId};
 use crate::mcp::{self, Era, Implementation, ProtocolVersion, meta, method};
-use crate::session::{Session, SessionConfig, SessionStore};
+use crate::session::{ListChanges, Session, SessionConfig, SessionStore};
 use crate::sse;
 
 mod dispatch;
@@ -40,7 +40,7 @@ mod streams;
 pub use legacy::RpcMethod;
 pub use outbound::Outbound;
 
-use streams::{Hold, StreamHold, call_stream, change_stream};
+use streams::{Hold, ListFrames, StreamHold, call_stream, change_stream};
 
 /// A boxed future returned by handlers.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -276,8 +276,8 @@ struct Inner<H> {
     config: ServerConfig,
     handler: H,
     sessions: SessionStore,
-    /// Bumped when the tool catalog changes; streams turn it into list_changed.
-    catalog_generation: watch::Sender<u64>,
+    /// Bumped when a served list changes; streams turn it into list_changed.
+    list_changes: watch::Sender<crate::session::ListChanges>,
     /// Ends long-lived streams at shutdown.
     shutdown: CancellationToken,
     /// Capabilities announced in initialize / discover (a relay replaces them with
@@ -308,7 +308,7 @@ struct Ctx {
 impl<H: McpHandler> McpServer<H> {
     /// A server over `handler`.
     pub fn new(config: ServerConfig, handler: H) -> Self {
-        let (catalog_generation, _) = watch::channel(0);
+        let (list_changes, _) = watch::channel(crate::session::ListChanges::default());
         McpServer {
             inner: Arc::new(Inner {
                 sessions: SessionStore::new(config.sessions.clone()),
@@ -322,7 +322,7 @@ impl<H: McpHandler> McpServer<H> {
                 inflight: Arc::new(Semaphore::new(config.caps.max_inflight)),
                 config,
                 handler,
-                catalog_generation,
+                list_changes,
                 shutdown: CancellationToken::new(),
                 capabilities: std::sync::RwLock::new(Arc::new({
                     let mut c = mcp::tools_capabilities(true);
@@ -359,7 +359,17 @@ impl<H: McpHandler> McpServer<H> {
 
     /// Tells every open GET and listen stream that the tool list changed.
     pub fn notify_tools_changed(&self) {
-        self.inner.catalog_generation.send_modify(|g| *g += 1);
+        self.inner.list_changes.send_modify(|c| c.tools += 1);
+    }
+
+    /// Tells clients listening for it that the prompt list changed.
+    pub fn notify_prompts_changed(&self) {
+        self.inner.list_changes.send_modify(|c| c.prompts += 1);
+    }
+
+    /// Tells clients listening for it that the resource list changed.
+    pub fn notify_resources_changed(&self) {
+        self.inner.list_changes.send_modify(|c| c.resources += 1);
     }
 
     /// Ends long-lived streams (call before a graceful shutdown).

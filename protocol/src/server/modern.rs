@@ -146,32 +146,55 @@ impl<H: McpHandler> McpServer<H> {
         let Ok(slot) = self.inner.streams.clone().try_acquire_owned() else {
             return busy(Some(&req.id), "too many open streams; retry shortly");
         };
-        let tools = filter.get("toolsListChanged") == Some(&Value::Bool(true));
+        let caps = self.capabilities();
         let sub_meta = json!({ meta::SUBSCRIPTION_ID: req.id.to_value() });
         let mut honoured = Map::new();
-        if tools {
-            honoured.insert("toolsListChanged".into(), true.into());
+        let mut frames = ListFrames::default();
+        // A list is honoured when asked for and served with change notifications.
+        for (field, list, method_name, slot) in [
+            (
+                "toolsListChanged",
+                "tools",
+                method::TOOLS_LIST_CHANGED,
+                &mut frames.tools,
+            ),
+            (
+                "promptsListChanged",
+                "prompts",
+                method::PROMPTS_LIST_CHANGED,
+                &mut frames.prompts,
+            ),
+            (
+                "resourcesListChanged",
+                "resources",
+                method::RESOURCES_LIST_CHANGED,
+                &mut frames.resources,
+            ),
+        ] {
+            let served = list == "tools"
+                || caps.pointer(&format!("/{list}/listChanged")) == Some(&Value::Bool(true));
+            if served && filter.get(field) == Some(&Value::Bool(true)) {
+                honoured.insert(field.into(), true.into());
+                *slot = Some(jsonrpc::notification_bytes(
+                    method_name,
+                    Some(&json!({ "_meta": sub_meta })),
+                ));
+            }
         }
         let ack = jsonrpc::notification_bytes(
             method::SUBSCRIPTIONS_ACKNOWLEDGED,
             Some(&json!({ "_meta": sub_meta, "notifications": honoured })),
-        );
-        let changed = jsonrpc::notification_bytes(
-            method::TOOLS_LIST_CHANGED,
-            Some(&json!({ "_meta": sub_meta })),
         );
         let closing = jsonrpc::result_bytes(
             &req.id,
             &serde_json::to_vec(&json!({ "resultType": "complete", "_meta": sub_meta }))
                 .unwrap_or_default(),
         );
-        let rx = Arc::new(tokio::sync::Mutex::new(
-            self.inner.catalog_generation.subscribe(),
-        ));
+        let rx = Arc::new(tokio::sync::Mutex::new(self.inner.list_changes.subscribe()));
         let first = stream::once(async move { sse::encode_event(&ack) });
         let rest = change_stream(
             rx,
-            tools.then_some(changed),
+            frames,
             self.inner.shutdown.clone(),
             self.inner.config.keep_alive,
             StreamHold {

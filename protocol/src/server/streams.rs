@@ -68,33 +68,67 @@ pub(super) fn call_stream(
     SyncStream(Box::pin(s))
 }
 
-/// Catalog-change notifications (None: keep-alives only) until shutdown.
+/// The notification a change stream sends for each list, when its client wants it.
+#[derive(Default)]
+pub(super) struct ListFrames {
+    pub(super) tools: Option<Vec<u8>>,
+    pub(super) prompts: Option<Vec<u8>>,
+    pub(super) resources: Option<Vec<u8>>,
+}
+
+impl ListFrames {
+    /// The SSE frames for what changed between `old` and `new` (empty: nothing wanted).
+    fn for_change(&self, old: ListChanges, new: ListChanges) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (changed, frame) in [
+            (old.tools != new.tools, &self.tools),
+            (old.prompts != new.prompts, &self.prompts),
+            (old.resources != new.resources, &self.resources),
+        ] {
+            if let (true, Some(f)) = (changed, frame) {
+                out.extend_from_slice(&sse::encode_event(f));
+            }
+        }
+        out
+    }
+}
+
+/// List-change notifications (the ones in `frames`; keep-alives only with none)
+/// until shutdown.
 pub(super) fn change_stream(
-    changes: Arc<tokio::sync::Mutex<watch::Receiver<u64>>>,
-    notification: Option<Vec<u8>>,
+    changes: Arc<tokio::sync::Mutex<watch::Receiver<ListChanges>>>,
+    frames: ListFrames,
     shutdown: CancellationToken,
     keep_alive: Duration,
     guard: StreamHold,
 ) -> impl futures_util::Stream<Item = Bytes> + Send + Sync + 'static {
-    let frame = notification.map(|n| sse::encode_event(&n));
+    let frames = Arc::new(frames);
     let mut tick = tokio::time::interval(keep_alive);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.reset();
     let s = stream::unfold((changes, tick, guard), move |(changes, mut tick, guard)| {
-        let frame = frame.clone();
+        let frames = frames.clone();
         let shutdown = shutdown.clone();
         async move {
             loop {
                 let changed = async {
                     let mut rx = changes.clone().lock_owned().await;
-                    rx.changed().await.is_ok()
+                    let old = *rx.borrow();
+                    match rx.changed().await {
+                        Ok(()) => Some((old, *rx.borrow_and_update())),
+                        Err(_) => None,
+                    }
                 };
                 tokio::select! {
                     _ = shutdown.cancelled() => return None,
-                    ok = changed => match (&frame, ok) {
-                        (_, false) => return None,
-                        (Some(f), true) => return Some((f.clone(), (changes, tick, guard))),
-                        (None, true) => continue,
+                    change = changed => match change {
+                        None => return None,
+                        Some((old, new)) => {
+                            let out = frames.for_change(old, new);
+                            if !out.is_empty() {
+                                return Some((Bytes::from(out), (changes, tick, guard)));
+                            }
+                        }
                     },
                     _ = tick.tick() => return Some((sse::keep_alive(), (changes, tick, guard))),
                 }

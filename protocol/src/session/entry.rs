@@ -35,9 +35,9 @@ pub struct Session {
     busy: AtomicUsize,
     /// Open GET streams (capped per session).
     streams: AtomicUsize,
-    /// Catalog-change signal shared by the session's GET streams, so each change is
+    /// List-change signal shared by the session's GET streams, so each change is
     /// delivered on one stream only.
-    pub changes: Arc<tokio::sync::Mutex<tokio::sync::watch::Receiver<u64>>>,
+    pub changes: Arc<tokio::sync::Mutex<super::ChangeSignal>>,
     /// Server-to-client requests waiting for the client's POSTed response, by the id
     /// we gave them (ids are per session, so answers from other clients cannot match).
     pending: Mutex<HashMap<RequestId, tokio::sync::oneshot::Sender<Answer>>>,
@@ -57,7 +57,7 @@ impl Session {
         sid: u128,
         sealed: Sealed,
         version: ProtocolVersion,
-        changes: tokio::sync::watch::Receiver<u64>,
+        changes: super::ChangeSignal,
     ) -> Session {
         Session {
             id,

@@ -14,8 +14,8 @@ fn store(max: usize, idle: Duration) -> SessionStore {
     })
 }
 
-fn rx() -> tokio::sync::watch::Receiver<u64> {
-    tokio::sync::watch::channel(0).1
+fn rx() -> super::ChangeSignal {
+    tokio::sync::watch::channel(super::ListChanges::default()).1
 }
 
 fn start(version: ProtocolVersion) -> SessionStart {
