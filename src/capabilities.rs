@@ -30,6 +30,12 @@ pub fn union<'a>(backends: impl IntoIterator<Item = &'a Value>) -> Value {
                 out.insert((*key).into(), own);
             }
         }
+        if caps.get("resources").and_then(|r| r.get("subscribe")) == Some(&Value::Bool(true))
+            && let Some(r) = out.get_mut("resources")
+        {
+            // Subscriptions are relayed to the backends that offer them.
+            r["subscribe"] = true.into();
+        }
         if mcp_protocol::tasks::offered(&Value::Object(caps.clone())) && !out.contains_key("tasks")
         {
             // Both shapes: each revision is shown its own (see crate::tasks).

@@ -24,6 +24,8 @@ pub fn handles(method_name: &str) -> bool {
             | crate::resources::LIST
             | crate::resources::TEMPLATES_LIST
             | crate::resources::READ
+            | crate::subscriptions::SUBSCRIBE
+            | crate::subscriptions::UNSUBSCRIBE
     ) || mcp_protocol::tasks::is_task_method(method_name)
 }
 
@@ -43,6 +45,9 @@ pub async fn handle(gw: &Gateway, request: ClientRequest) -> Result<Bytes, Error
         method::PROMPTS_GET => crate::prompts::get(gw, request).await,
         crate::resources::READ => crate::resources::read(gw, request).await,
         method::COMPLETE => crate::completion::complete(gw, request).await,
+        crate::subscriptions::SUBSCRIBE | crate::subscriptions::UNSUBSCRIBE => {
+            crate::subscriptions::handle(gw, &request)
+        }
         other => Err(ErrorObject::method_not_found(other)),
     }
 }
@@ -97,7 +102,9 @@ fn target_node(request: &ClientRequest) -> Option<String> {
             .get("context")
             .and_then(|c| c.get("arguments"))
             .and_then(|a| a.get(NODE_PARAM)),
-        crate::resources::READ => {
+        crate::resources::READ
+        | crate::subscriptions::SUBSCRIBE
+        | crate::subscriptions::UNSUBSCRIBE => {
             let uri = p.get("uri").and_then(Value::as_str)?;
             return crate::resources::unwrap(uri).map(|(node, _)| node);
         }

@@ -51,6 +51,8 @@ pub struct Gateway {
     pub(crate) resources: crate::resources::Resources,
     /// Task ids handed to clients (without it, no call becomes a task here).
     tasks: Option<Arc<crate::tasks::Tasks>>,
+    /// Clients' resource subscriptions and the upstream watches behind them.
+    subscriptions: Arc<crate::subscriptions::Subscriptions>,
 }
 
 impl Gateway {
@@ -76,7 +78,13 @@ impl Gateway {
             prompts: Default::default(),
             resources: Default::default(),
             tasks: None,
+            subscriptions: Default::default(),
         }
+    }
+
+    /// The resource subscriptions.
+    pub fn subscriptions(&self) -> &Arc<crate::subscriptions::Subscriptions> {
+        &self.subscriptions
     }
 
     /// The same gateway handing out task ids from `tasks`, so calls a node server
@@ -238,6 +246,24 @@ impl McpHandler for Handler {
 
     fn handles(&self, method_name: &str) -> bool {
         crate::content::handles(method_name)
+    }
+
+    fn listen_resources(
+        &self,
+        uris: &[String],
+        sub_meta: &Value,
+        extensions: &http::Extensions,
+    ) -> Option<(Vec<String>, tokio::sync::mpsc::Receiver<Bytes>)> {
+        let policy = self.0.policy.current();
+        let anonymous = Caller::anonymous();
+        let caller = extensions
+            .get::<Arc<Caller>>()
+            .map_or(&anonymous, |c| c.as_ref());
+        if !policy.grants(caller).sees_everything() {
+            // As for resources/read: only for callers the policy does not limit.
+            return None;
+        }
+        self.0.subscriptions.listen(&self.0, uris, sub_meta)
     }
 
     fn handle_request(&self, request: ClientRequest) -> BoxFuture<Result<Bytes, ErrorObject>> {

@@ -24,6 +24,7 @@
 //! - [`prompts`]: the backends' prompts per node (`node` argument first), prompts/get routed.
 //! - [`completion`]: completion/complete: `node` answered by the gateway, the rest routed.
 //! - [`resources`]: the backends' resources per node (`k8s-node://` URIs), read routed.
+//! - [`subscriptions`]: resource subscriptions, relayed from an upstream watch per pod and URI.
 //! - [`tasks`]: task ids handed to clients, task requests routed to the owning node.
 //! - [`policy`]: authorization: which caller may see / call which tool on which node.
 //! - [`server`]: start-up, HTTP routes (`/mcp`, `/healthz`, `/readyz`, `/metrics`).
@@ -54,5 +55,6 @@ pub mod prompts;
 pub mod relay;
 pub mod resources;
 pub mod server;
+pub mod subscriptions;
 pub mod tasks;
 pub mod upstream;

@@ -516,3 +516,82 @@ async fn prompt_and_resource_list_changes_reach_clients_and_refresh_the_lists() 
     }
     let _ = std::fs::remove_file(&hide);
 }
+
+/// A subscribed resource's changes reach clients of the gateway in both eras
+/// (2025-11-25 `resources/subscribe` and the session's GET stream; 2026-07-28
+/// `subscriptions/listen` with `resourceSubscriptions`), against node servers spoken
+/// to in either era, with the gateway's URI in each notification.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_subscriptions_are_relayed_in_both_eras() {
+    use mcp_protocol::client::{ClientMode, ClientOptions, McpClient, http_client};
+    use std::time::{Duration, Instant};
+    let root = std::env::temp_dir().join(format!("sub-root-{}", std::process::id()));
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    let file = root.join("etc/os-release");
+    std::fs::write(&file, "ID=test\n").unwrap();
+    let served = "k8s-node://n1/node%3A%2F%2Fos-release";
+    for (net, backend) in [(26u8, "legacy"), (27, "modern")] {
+        let kube = FakeKube::start().await;
+        let addr = ip90(net, 2);
+        let port = procs::common_free_port(&[addr]);
+        let _node = procs::spawn_backend_with(
+            "n1",
+            addr,
+            port,
+            &[("HOST_ROOT", root.display().to_string())],
+        )
+        .await;
+        kube.set_node("n1", addr, true);
+        let env = [
+            ("KUBECONFIG", kube.kubeconfig_path().display().to_string()),
+            ("BACKEND_PORT", port.to_string()),
+            ("BACKEND_PROTOCOL", backend.to_string()),
+        ];
+        let gateway = procs::spawn_gateway(ip90(net, 1), &env).await;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut listening = Vec::new();
+        for mode in [ClientMode::Legacy, ClientMode::Modern] {
+            let mut opts = ClientOptions::new("subscription-tests", "0");
+            opts.mode = mode;
+            let c = McpClient::new(http_client(Duration::from_secs(5)), gateway.url(), opts);
+            if mode == ClientMode::Legacy {
+                let caps = c.connect().await.expect("initialize").capabilities.clone();
+                assert_eq!(caps["resources"]["subscribe"], true, "{caps}");
+                request(&c, "resources/subscribe", json!({"uri": served})).await;
+            }
+            let tx = tx.clone();
+            listening.push(tokio::spawn(async move {
+                let mut on = |note: bytes::Bytes| {
+                    let v: Value = serde_json::from_slice(&note).unwrap_or_default();
+                    if v["method"] == "notifications/resources/updated" {
+                        let _ = tx.send((mode, v["params"]["uri"].clone()));
+                    }
+                };
+                let filter = json!({"resourceSubscriptions": [served]});
+                c.listen_notifications(Duration::from_secs(60), filter, &mut on)
+                    .await
+            }));
+        }
+        let mut heard = std::collections::HashSet::new();
+        let start = Instant::now();
+        let mut n = 0;
+        while heard.len() < 2 {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{backend}: only {heard:?} heard:\n{}",
+                gateway.log_text()
+            );
+            n += 1;
+            std::fs::write(&file, format!("ID=test\nVERSION_ID={n}\n")).unwrap();
+            let until = tokio::time::Instant::now() + Duration::from_secs(1);
+            while let Ok(Some((mode, uri))) = tokio::time::timeout_at(until, rx.recv()).await {
+                assert_eq!(uri, served, "{backend}/{mode:?}");
+                heard.insert(mode);
+            }
+        }
+        for l in listening {
+            l.abort();
+        }
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}

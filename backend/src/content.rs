@@ -33,7 +33,7 @@ pub fn handles(method_name: &str) -> bool {
 pub fn capabilities() -> Value {
     let mut c = mcp::tools_capabilities(true);
     c["logging"] = json!({});
-    c["resources"] = json!({ "listChanged": true });
+    c["resources"] = json!({ "listChanged": true, "subscribe": true });
     c["prompts"] = json!({ "listChanged": true });
     c["tasks"] = mcp_protocol::tasks::legacy_capability();
     c["extensions"] = json!({ mcp_protocol::tasks::EXTENSION: {} });

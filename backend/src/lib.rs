@@ -7,6 +7,7 @@
 //! - [`interactive`]: `confirm_cpu_usage` (optional), which logs and asks the client
 //!   mid-call, to test relays of those.
 //! - [`tasks`]: `cpu_usage` as a task when asked, in both task shapes.
+//! - [`watch`]: subscriptions to the resource `node://os-release`.
 //! - [`auth`]: who may call (`CLIENT_AUTH`): only the gateway, by its ServiceAccount
 //!   token or a static token.
 
@@ -16,3 +17,4 @@ pub mod interactive;
 pub mod server;
 pub mod tasks;
 pub mod tools;
+pub mod watch;

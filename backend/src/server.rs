@@ -27,6 +27,8 @@ pub struct NodeTools {
     tasks: Arc<crate::tasks::TaskStore>,
     /// What `HIDE_TOOLS_FILE` names now (tools, the prompt or the resource URI).
     hidden: Arc<RwLock<Vec<String>>>,
+    /// Who is subscribed to `node://os-release`.
+    subscriptions: Arc<crate::watch::Subscriptions>,
 }
 
 /// The tools/list answers and the names they list.
@@ -114,6 +116,7 @@ impl NodeTools {
 
     /// [`NodeTools::new`] with the test knobs, not offering `hidden` either.
     fn with_knobs(ctx: ToolContext, list_ttl_ms: u64, knobs: &Knobs, hidden: &[String]) -> Self {
+        let subscriptions = crate::watch::Subscriptions::new(ctx.host.root.join("etc/os-release"));
         let listing = Arc::new(RwLock::new(Listing::new(
             &Self::defs(&ctx, knobs, hidden),
             list_ttl_ms,
@@ -124,6 +127,7 @@ impl NodeTools {
             interactive: knobs.interactive,
             tasks: Default::default(),
             hidden: Arc::new(RwLock::new(hidden.to_vec())),
+            subscriptions,
         }
     }
 
@@ -162,7 +166,22 @@ impl McpHandler for NodeTools {
     }
 
     fn handles(&self, method_name: &str) -> bool {
-        crate::content::handles(method_name) || mcp_protocol::tasks::is_task_method(method_name)
+        crate::content::handles(method_name)
+            || mcp_protocol::tasks::is_task_method(method_name)
+            || matches!(method_name, SUBSCRIBE | UNSUBSCRIBE)
+    }
+
+    fn listen_resources(
+        &self,
+        uris: &[String],
+        sub_meta: &serde_json::Value,
+        _extensions: &http::Extensions,
+    ) -> Option<(Vec<String>, tokio::sync::mpsc::Receiver<Bytes>)> {
+        if !uris.iter().any(|u| u == crate::content::OS_RELEASE) {
+            return None;
+        }
+        let rx = self.subscriptions.subscribe_listen(sub_meta)?;
+        Some((vec![crate::content::OS_RELEASE.to_string()], rx))
     }
 
     fn handle_request(
@@ -170,6 +189,10 @@ impl McpHandler for NodeTools {
         request: mcp_protocol::server::ClientRequest,
     ) -> BoxFuture<Result<Bytes, ErrorObject>> {
         let era = request.outbound.version().era();
+        if matches!(request.method.as_str(), SUBSCRIBE | UNSUBSCRIBE) {
+            let answer = self.subscribe(&request);
+            return Box::pin(async move { answer.map(|()| Bytes::from_static(b"{}")) });
+        }
         if mcp_protocol::tasks::is_task_method(&request.method) {
             let tasks = self.tasks.clone();
             return Box::pin(async move {
@@ -242,6 +265,38 @@ impl McpHandler for NodeTools {
                 .map(Bytes::from)
                 .map_err(ErrorObject::internal)
         })
+    }
+}
+
+/// 2025-11-25 resource subscription methods.
+const SUBSCRIBE: &str = "resources/subscribe";
+const UNSUBSCRIBE: &str = "resources/unsubscribe";
+
+impl NodeTools {
+    /// `resources/subscribe` / `resources/unsubscribe` of a legacy session.
+    fn subscribe(&self, request: &mcp_protocol::server::ClientRequest) -> Result<(), ErrorObject> {
+        let uri = request
+            .params
+            .get("uri")
+            .and_then(serde_json::Value::as_str);
+        if uri != Some(crate::content::OS_RELEASE) {
+            return Err(ErrorObject::new(-32002, "Resource not found")
+                .with_data(serde_json::json!({ "uri": uri })));
+        }
+        let (Some(session), Some(push)) = (
+            request.outbound.session_id(),
+            request.outbound.session_push(),
+        ) else {
+            return Err(ErrorObject::method_not_found(&request.method));
+        };
+        if request.method == UNSUBSCRIBE {
+            self.subscriptions.unsubscribe_session(session);
+        } else if !self.subscriptions.subscribe_session(session, push) {
+            return Err(ErrorObject::internal(
+                "This node server has as many resource subscribers as it takes; try again later.",
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -939,41 +939,52 @@ impl McpClient {
 
     /// Listens for the server's list-change notifications (tools, prompts,
     /// resources), calling `on_change` with the list of each, until the server ends
-    /// the stream or `max_for` passes: a legacy server's session GET stream, a
-    /// 2026-07-28 server's `subscriptions/listen` (asking for all three; a server
-    /// honours those it serves). Connects first if needed; a legacy session the
-    /// server forgot (404) is initialised again once.
+    /// the stream or `max_for` passes (see [`McpClient::listen_notifications`]; a
+    /// 2026-07-28 server is asked for all three and honours those it serves).
     pub async fn listen_lists_changed(
         &self,
         max_for: Duration,
         on_change: &mut (dyn FnMut(ListKind) + Send),
     ) -> Result<ListenEnd, ClientError> {
+        let filter = json!({"toolsListChanged": true, "promptsListChanged": true,
+                            "resourcesListChanged": true});
+        self.listen_notifications(max_for, filter, &mut |note: Bytes| {
+            if let Some(kind) = list_changed(&note) {
+                on_change(kind);
+            }
+        })
+        .await
+    }
+
+    /// Passes every notification the server sends outside a request to `on_note`,
+    /// until the server ends the stream or `max_for` passes: a legacy server's session
+    /// GET stream (everything the session is sent), a 2026-07-28 server's
+    /// `subscriptions/listen` opting into `filter` (a `SubscriptionFilter`).
+    /// Connects first if needed; a legacy session the server forgot (404) is
+    /// initialised again once.
+    pub async fn listen_notifications(
+        &self,
+        max_for: Duration,
+        filter: Value,
+        on_note: &mut (dyn FnMut(Bytes) + Send),
+    ) -> Result<ListenEnd, ClientError> {
         let conn = self.connect().await?;
         let outcome = match conn.version.era() {
-            Era::Legacy => match self.listen_get(&conn, max_for, on_change).await {
+            Era::Legacy => match self.listen_get(&conn, max_for, on_note).await {
                 Err(ClientError::Http {
                     status: StatusCode::NOT_FOUND,
                     ..
                 }) if conn.session.is_some() => {
                     let conn = self.reconnect(Some(&conn)).await?;
-                    self.listen_get(&conn, max_for, on_change).await
+                    self.listen_get(&conn, max_for, on_note).await
                 }
                 other => other,
             },
             Era::Modern => {
                 let mut params = Map::new();
-                params.insert(
-                    "notifications".into(),
-                    json!({"toolsListChanged": true, "promptsListChanged": true,
-                           "resourcesListChanged": true}),
-                );
-                let mut relay = |note: Bytes| {
-                    if let Some(kind) = list_changed(&note) {
-                        on_change(kind);
-                    }
-                };
+                params.insert("notifications".into(), filter);
                 let opts = RequestOptions {
-                    on_notification: Some(&mut relay),
+                    on_notification: Some(on_note),
                     timeout: Some(max_for),
                     ..RequestOptions::default()
                 };
@@ -1000,7 +1011,7 @@ impl McpClient {
         &self,
         conn: &Connection,
         max_for: Duration,
-        on_change: &mut (dyn FnMut(ListKind) + Send),
+        on_note: &mut (dyn FnMut(Bytes) + Send),
     ) -> Result<ListenEnd, ClientError> {
         let mut none = Map::new();
         let mut h = self.headers_for(conn, "GET", &mut none)?;
@@ -1026,9 +1037,7 @@ impl McpClient {
             while let Some(chunk) = chunks.next().await {
                 let chunk = chunk.map_err(|source| self.body_error(source))?;
                 for event in decoder.push(&chunk).map_err(|e| self.protocol(e))? {
-                    if let Some(kind) = list_changed(event.data.as_bytes()) {
-                        on_change(kind);
-                    }
+                    on_note(Bytes::from(event.data));
                 }
             }
             Ok(ListenEnd::Closed)

@@ -46,7 +46,7 @@ mod sealed;
 #[cfg(test)]
 mod tests;
 
-pub use entry::{InflightGuard, Session};
+pub use entry::{InflightGuard, PUSH_QUEUE, Session, SessionPush};
 
 /// How many times each list a server serves has changed; streams turn a change into
 /// the matching `notifications/*/list_changed`.

@@ -360,6 +360,7 @@ impl<H: McpHandler> McpServer<H> {
         let stream = change_stream(
             session.changes.clone(),
             frames,
+            Some(session.pushed.clone()),
             self.inner.shutdown.clone(),
             self.inner.config.keep_alive,
             StreamHold {

@@ -36,11 +36,16 @@ mod legacy;
 mod modern;
 mod outbound;
 mod streams;
+mod updates;
 
 pub use legacy::RpcMethod;
 pub use outbound::Outbound;
+pub use updates::{RESOURCE_UPDATED, UpdateSink};
 
 use streams::{Hold, ListFrames, StreamHold, call_stream, change_stream};
+
+/// Most URIs one `subscriptions/listen` may subscribe to.
+pub const MAX_RESOURCE_SUBSCRIPTIONS: usize = 64;
 
 /// A boxed future returned by handlers.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -91,6 +96,20 @@ pub trait McpHandler: Send + Sync + 'static {
     fn handles(&self, method_name: &str) -> bool {
         let _ = method_name;
         false
+    }
+
+    /// 2026-07-28 `subscriptions/listen` with `resourceSubscriptions`: the URIs the
+    /// handler agrees to report on and a channel of serialized
+    /// `notifications/resources/updated` for them (each carrying `sub_meta` as its
+    /// `_meta`); None (the default) when it serves no resource subscriptions.
+    fn listen_resources(
+        &self,
+        uris: &[String],
+        sub_meta: &Value,
+        extensions: &http::Extensions,
+    ) -> Option<(Vec<String>, mpsc::Receiver<Bytes>)> {
+        let _ = (uris, sub_meta, extensions);
+        None
     }
 
     /// Answers any other client request the handler [`McpHandler::handles`], with

@@ -181,6 +181,24 @@ impl<H: McpHandler> McpServer<H> {
                 ));
             }
         }
+        // Resource subscriptions, when the handler serves them.
+        let mut pushed = None;
+        if let Some(Value::Array(uris)) = filter.get("resourceSubscriptions") {
+            let uris: Vec<String> = uris
+                .iter()
+                .filter_map(Value::as_str)
+                .take(MAX_RESOURCE_SUBSCRIPTIONS)
+                .map(str::to_owned)
+                .collect();
+            if let Some((honoured_uris, rx)) =
+                self.inner
+                    .handler
+                    .listen_resources(&uris, &sub_meta, &ctx.extensions)
+            {
+                honoured.insert("resourceSubscriptions".into(), honoured_uris.into());
+                pushed = Some(Arc::new(tokio::sync::Mutex::new(rx)));
+            }
+        }
         let ack = jsonrpc::notification_bytes(
             method::SUBSCRIPTIONS_ACKNOWLEDGED,
             Some(&json!({ "_meta": sub_meta, "notifications": honoured })),
@@ -195,6 +213,7 @@ impl<H: McpHandler> McpServer<H> {
         let rest = change_stream(
             rx,
             frames,
+            pushed,
             self.inner.shutdown.clone(),
             self.inner.config.keep_alive,
             StreamHold {

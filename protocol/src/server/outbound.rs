@@ -53,6 +53,17 @@ impl Outbound {
         self.version
     }
 
+    /// Pushes notifications to the client's legacy session outside this request
+    /// (None in 2026-07-28 or without a session).
+    pub fn session_push(&self) -> Option<crate::session::SessionPush> {
+        self.session.as_ref().map(|s| s.pusher())
+    }
+
+    /// The legacy session's id, if the request has one.
+    pub fn session_id(&self) -> Option<&str> {
+        self.session.as_ref().map(|s| s.id.as_str())
+    }
+
     /// The capabilities the client declared.
     pub fn client_capabilities(&self) -> &Value {
         &self.capabilities

@@ -93,11 +93,16 @@ impl ListFrames {
     }
 }
 
-/// List-change notifications (the ones in `frames`; keep-alives only with none)
-/// until shutdown.
+/// Notifications a change stream passes on as they come, beside list changes (a
+/// session's pushed ones, or a listen stream's resource updates).
+pub(super) type Pushed = Arc<tokio::sync::Mutex<mpsc::Receiver<Bytes>>>;
+
+/// List-change notifications (the ones in `frames`; keep-alives only with none) and
+/// the `pushed` ones, until shutdown.
 pub(super) fn change_stream(
     changes: Arc<tokio::sync::Mutex<watch::Receiver<ListChanges>>>,
     frames: ListFrames,
+    pushed: Option<Pushed>,
     shutdown: CancellationToken,
     keep_alive: Duration,
     guard: StreamHold,
@@ -109,8 +114,15 @@ pub(super) fn change_stream(
     let s = stream::unfold((changes, tick, guard), move |(changes, mut tick, guard)| {
         let frames = frames.clone();
         let shutdown = shutdown.clone();
+        let pushed = pushed.clone();
         async move {
             loop {
+                let next_pushed = async {
+                    match &pushed {
+                        Some(rx) => rx.clone().lock_owned().await.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
                 let changed = async {
                     let mut rx = changes.clone().lock_owned().await;
                     let old = *rx.borrow();
@@ -130,6 +142,9 @@ pub(super) fn change_stream(
                             }
                         }
                     },
+                    Some(note) = next_pushed => {
+                        return Some((sse::encode_event(&note), (changes, tick, guard)));
+                    }
                     _ = tick.tick() => return Some((sse::keep_alive(), (changes, tick, guard))),
                 }
             }

@@ -10,6 +10,26 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::Answer;
+
+/// Notifications queued for a session's GET stream at most; more are dropped.
+pub const PUSH_QUEUE: usize = 64;
+
+/// Sends notifications to one session's GET stream, from outside any request.
+#[derive(Debug, Clone)]
+pub struct SessionPush(tokio::sync::mpsc::Sender<bytes::Bytes>);
+
+impl SessionPush {
+    /// Queues a serialized notification; false when the session is gone (from this
+    /// replica) or its queue is full.
+    pub fn send(&self, notification: bytes::Bytes) -> bool {
+        self.0.try_send(notification).is_ok()
+    }
+
+    /// Whether the session is gone from this replica.
+    pub fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
+}
 use super::sealed::Sealed;
 use crate::jsonrpc::RequestId;
 use crate::mcp::{LogLevel, ProtocolVersion};
@@ -38,6 +58,11 @@ pub struct Session {
     /// List-change signal shared by the session's GET streams, so each change is
     /// delivered on one stream only.
     pub changes: Arc<tokio::sync::Mutex<super::ChangeSignal>>,
+    /// Notifications pushed to the session outside any request (e.g. a subscribed
+    /// resource changed), delivered on one of its GET streams.
+    pub pushed: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<bytes::Bytes>>>,
+    /// Where [`Session::pusher`] sends to (at most [`PUSH_QUEUE`] waiting).
+    push: tokio::sync::mpsc::Sender<bytes::Bytes>,
     /// Server-to-client requests waiting for the client's POSTed response, by the id
     /// we gave them (ids are per session, so answers from other clients cannot match).
     pending: Mutex<HashMap<RequestId, tokio::sync::oneshot::Sender<Answer>>>,
@@ -59,6 +84,7 @@ impl Session {
         version: ProtocolVersion,
         changes: super::ChangeSignal,
     ) -> Session {
+        let (push, pushed) = tokio::sync::mpsc::channel(PUSH_QUEUE);
         Session {
             id,
             version,
@@ -70,12 +96,20 @@ impl Session {
             busy: AtomicUsize::new(0),
             streams: AtomicUsize::new(0),
             changes: Arc::new(tokio::sync::Mutex::new(changes)),
+            pushed: Arc::new(tokio::sync::Mutex::new(pushed)),
+            push,
             pending: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(0),
             log_level: Mutex::new(None),
             client_capabilities: sealed.c,
             client_info: sealed.i,
         }
+    }
+
+    /// A handle that pushes notifications to this session's GET stream (dropped when
+    /// the queue is full or the session is gone from this replica).
+    pub fn pusher(&self) -> SessionPush {
+        SessionPush(self.push.clone())
     }
 
     /// Registers an in-flight request; the guard unregisters it.
