@@ -251,9 +251,9 @@ impl McpHandler for Handler {
     fn listen_resources(
         &self,
         uris: &[String],
-        sub_meta: &Value,
+        sink: &mcp_protocol::server::ListenSink,
         extensions: &http::Extensions,
-    ) -> Option<(Vec<String>, tokio::sync::mpsc::Receiver<Bytes>)> {
+    ) -> Vec<String> {
         let policy = self.0.policy.current();
         let anonymous = Caller::anonymous();
         let caller = extensions
@@ -261,9 +261,18 @@ impl McpHandler for Handler {
             .map_or(&anonymous, |c| c.as_ref());
         if !policy.grants(caller).sees_everything() {
             // As for resources/read: only for callers the policy does not limit.
-            return None;
+            return Vec::new();
         }
-        self.0.subscriptions.listen(&self.0, uris, sub_meta)
+        self.0.subscriptions.listen(&self.0, uris, sink)
+    }
+
+    fn listen_tasks(
+        &self,
+        task_ids: &[String],
+        sink: &mcp_protocol::server::ListenSink,
+        extensions: &http::Extensions,
+    ) -> Vec<String> {
+        crate::tasks::listen(&self.0, task_ids, sink, extensions)
     }
 
     fn handle_request(&self, request: ClientRequest) -> BoxFuture<Result<Bytes, ErrorObject>> {

@@ -19,13 +19,14 @@ use bytes::Bytes;
 use mcp_protocol::client::{ClientError, ListenEnd};
 use mcp_protocol::jsonrpc::{ErrorObject, Message};
 use mcp_protocol::mcp::Era;
-use mcp_protocol::server::{ClientRequest, RESOURCE_UPDATED as UPDATED, UpdateSink as Sink};
+use mcp_protocol::server::{
+    ClientRequest, ListenSink, RESOURCE_UPDATED as UPDATED, UpdateSink as Sink,
+};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 use crate::gateway::Gateway;
 use crate::upstream::Upstreams;
@@ -165,14 +166,13 @@ impl Subscriptions {
     }
 
     /// 2026-07-28 `subscriptions/listen` asking for `uris`: the ones the gateway will
-    /// report on (gateway URIs of ready nodes) and the stream's channel.
+    /// report on (gateway URIs of ready nodes), each change sent on `sink`.
     pub fn listen(
         self: &Arc<Self>,
         gw: &Gateway,
         uris: &[String],
-        sub_meta: &Value,
-    ) -> Option<(Vec<String>, mpsc::Receiver<Bytes>)> {
-        let (tx, rx) = mpsc::channel(64);
+        sink: &ListenSink,
+    ) -> Vec<String> {
         let key = {
             let mut st = self.lock();
             st.next_listen += 1;
@@ -186,7 +186,7 @@ impl Subscriptions {
             let Ok(ip) = crate::prompts::node_ip(gw, Some(&node)) else {
                 continue;
             };
-            let sink = Sink::Listen(tx.clone(), sub_meta.clone());
+            let sink = Sink::Listen(sink.clone());
             if self
                 .add(gw.upstreams(), (ip, &node, &backend_uri), key.clone(), sink)
                 .is_ok()
@@ -194,7 +194,7 @@ impl Subscriptions {
                 honoured.push(uri.clone());
             }
         }
-        (!honoured.is_empty()).then_some((honoured, rx))
+        honoured
     }
 }
 

@@ -20,6 +20,9 @@
 //!   with `execution.taskSupport`, and its task is reshaped (`tasks/get` inlines the
 //!   result from `tasks/result` once the task has ended).
 //!
+//! Status notifications: a 2026-07-28 client's `subscriptions/listen` naming task
+//! ids follows each on its node ([`listen`]).
+//!
 //! `tasks/list` lists the tasks the caller started through this replica (at most
 //! [`LIST_MAX`], newest first), each as the owning node reports it now.
 
@@ -28,7 +31,7 @@ use mcp_protocol::client::RequestOptions;
 use mcp_protocol::jsonrpc::{self, ErrorObject};
 use mcp_protocol::mcp::{Era, meta};
 use mcp_protocol::seal::Sealer;
-use mcp_protocol::server::ClientRequest;
+use mcp_protocol::server::{ClientRequest, ListenSink};
 use mcp_protocol::tasks;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -85,6 +88,8 @@ pub struct Tasks {
     started: Mutex<Started>,
     /// Results of tasks the gateway finished itself.
     finished: Mutex<Held>,
+    /// Task watches running ([`listen`]).
+    watches: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Per caller, the ids of the tasks it started here, newest last; callers in the
@@ -171,6 +176,7 @@ impl Tasks {
             sealer,
             started: Mutex::new(Default::default()),
             finished: Mutex::new(Default::default()),
+            watches: Default::default(),
         }
     }
 
@@ -321,6 +327,124 @@ impl Tasks {
         Bytes::from(serde_json::to_vec(&json!({ "task": task })).unwrap_or_default())
     }
 }
+
+/// Task watches (2026-07-28 listen streams following a task) at once.
+pub const MAX_WATCHES: usize = 256;
+
+/// 2026-07-28 `subscriptions/listen` with `taskIds`: each of the caller's tasks on a
+/// 2026-07-28 backend is followed on a listen stream of its own to the owning node,
+/// whose `notifications/tasks` are relayed on `sink` with the gateway's id, until the
+/// task ends or the client's stream closes.
+pub fn listen(
+    gw: &Gateway,
+    ids: &[String],
+    sink: &ListenSink,
+    extensions: &http::Extensions,
+) -> Vec<String> {
+    let Some(store) = gw.tasks() else {
+        return Vec::new();
+    };
+    let owner = owner_of(extensions);
+    let mut honoured = Vec::new();
+    for id in ids {
+        let Ok(handle) = store.open(id, &owner) else {
+            continue;
+        };
+        if !handle.modern || handle.backend_id.is_empty() {
+            continue;
+        }
+        let Ok(ip) = crate::prompts::node_ip(gw, Some(&handle.node)) else {
+            continue;
+        };
+        let Some(slot) = WatchSlot::take(&store.watches) else {
+            break;
+        };
+        let client = gw.upstreams().probe(ip);
+        let (sink, id_out) = (sink.clone(), id.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            follow(client, handle, id_out, sink).await;
+        });
+        honoured.push(id.clone());
+    }
+    honoured
+}
+
+/// One of the [`MAX_WATCHES`] task watches, given back when dropped.
+struct WatchSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl WatchSlot {
+    fn take(count: &Arc<std::sync::atomic::AtomicUsize>) -> Option<WatchSlot> {
+        use std::sync::atomic::Ordering;
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_WATCHES).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| WatchSlot(count.clone()))
+    }
+}
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// Relays one task's `notifications/tasks` from its node until it ends.
+async fn follow(
+    client: mcp_protocol::client::McpClient,
+    handle: Handle,
+    id: String,
+    sink: ListenSink,
+) {
+    let ended = std::sync::atomic::AtomicBool::new(false);
+    let mut on_note = |note: Bytes| {
+        let Ok(mcp_protocol::jsonrpc::Message::Notification(n)) =
+            mcp_protocol::jsonrpc::Message::from_slice(&note)
+        else {
+            return;
+        };
+        if n.method != tasks::NOTIFICATION {
+            return;
+        }
+        let Some(mut params) = n.params.map(Value::Object) else {
+            return;
+        };
+        if let Value::Object(m) = &mut params {
+            m.shift_remove("_meta");
+        }
+        swap_ids(&mut params, &handle.backend_id, &id);
+        if params
+            .get("status")
+            .and_then(Value::as_str)
+            .is_some_and(tasks::is_terminal)
+        {
+            ended.store(true, std::sync::atomic::Ordering::Release);
+        }
+        sink.notify(tasks::NOTIFICATION, params);
+    };
+    let filter = json!({ "taskIds": [handle.backend_id.clone()] });
+    let listening = client.listen_notifications(TASK_FOLLOW_FOR, filter, &mut on_note);
+    // Ends once the task has ended or nobody listens.
+    let closed = async {
+        while !sink.is_closed() && !ended.load(std::sync::atomic::Ordering::Acquire) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::select! {
+        end = listening => {
+            if let Err(e) = end {
+                tracing::debug!(node = %handle.node, error = %e, "could not follow a task");
+            }
+        }
+        _ = closed => {}
+    }
+    client.close().await;
+}
+
+/// Longest a task is followed for one listen stream.
+const TASK_FOLLOW_FOR: Duration = Duration::from_secs(3600);
 
 /// Answers a task method: routed to the node that owns the task, or answered from
 /// what the gateway holds.

@@ -356,3 +356,72 @@ async fn a_fastmcp_task_runs_through_the_gateway_as_it_does_directly() {
         }
     }
 }
+
+/// A 2026-07-28 client following its task on `subscriptions/listen` hears its end as
+/// `notifications/tasks` under the gateway's id, with the result; without the tasks
+/// extension declared, asking for task notifications is -32021.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_status_reaches_a_listening_client() {
+    let c = cluster(7, "modern").await;
+    let gateway = procs::spawn_gateway(ip62(7, 1), &c.env).await;
+    let cl = client(&gateway.url(), ClientMode::Modern).await;
+    let created = request(&cl, "tools/call", task_call("n1", 2, true))
+        .await
+        .expect("created");
+    let id = created_task(&created, true)["taskId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let listener = client(&gateway.url(), ClientMode::Modern).await;
+    let filter = json!({ "taskIds": [id.clone()] });
+    let following = tokio::spawn(async move {
+        let mut on = |note: bytes::Bytes| {
+            let _ = tx.send(serde_json::from_slice::<Value>(&note).unwrap_or_default());
+        };
+        listener
+            .listen_notifications(Duration::from_secs(30), filter, &mut on)
+            .await
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut acked = false;
+    let done = loop {
+        let note = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .expect("no task notification in time")
+            .expect("stream ended");
+        if note["method"] == "notifications/subscriptions/acknowledged" {
+            assert_eq!(
+                note["params"]["notifications"]["taskIds"],
+                json!([id]),
+                "{note}"
+            );
+            acked = true;
+        }
+        if note["method"] == tasks::NOTIFICATION {
+            break note;
+        }
+    };
+    assert!(acked, "acknowledged first");
+    assert_eq!(done["params"]["taskId"], id, "{done}");
+    assert_eq!(done["params"]["status"], "completed", "{done}");
+    assert_eq!(
+        done["params"]["result"]["structuredContent"]["sampled_seconds"], 2,
+        "{done}"
+    );
+    assert!(
+        done["params"]["_meta"][meta::SUBSCRIPTION_ID].is_number()
+            || done["params"]["_meta"][meta::SUBSCRIPTION_ID].is_string(),
+        "{done}"
+    );
+    following.abort();
+    // Without the extension declared: refused.
+    let e = request(
+        &cl,
+        "subscriptions/listen",
+        json!({"notifications": {"taskIds": [id]}}),
+    )
+    .await
+    .expect_err("refused");
+    assert_eq!(e["code"], tasks::MISSING_CAPABILITY, "{e}");
+}

@@ -174,14 +174,24 @@ impl McpHandler for NodeTools {
     fn listen_resources(
         &self,
         uris: &[String],
-        sub_meta: &serde_json::Value,
+        sink: &mcp_protocol::server::ListenSink,
         _extensions: &http::Extensions,
-    ) -> Option<(Vec<String>, tokio::sync::mpsc::Receiver<Bytes>)> {
-        if !uris.iter().any(|u| u == crate::content::OS_RELEASE) {
-            return None;
+    ) -> Vec<String> {
+        let os_release = crate::content::OS_RELEASE;
+        if uris.iter().any(|u| u == os_release) && self.subscriptions.subscribe_listen(sink) {
+            vec![os_release.to_string()]
+        } else {
+            Vec::new()
         }
-        let rx = self.subscriptions.subscribe_listen(sub_meta)?;
-        Some((vec![crate::content::OS_RELEASE.to_string()], rx))
+    }
+
+    fn listen_tasks(
+        &self,
+        task_ids: &[String],
+        sink: &mcp_protocol::server::ListenSink,
+        _extensions: &http::Extensions,
+    ) -> Vec<String> {
+        self.tasks.listen(task_ids, sink)
     }
 
     fn handle_request(

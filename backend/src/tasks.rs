@@ -15,6 +15,7 @@
 use bytes::Bytes;
 use mcp_protocol::jsonrpc::ErrorObject;
 use mcp_protocol::mcp::Era;
+use mcp_protocol::server::ListenSink;
 use mcp_protocol::tasks;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -50,9 +51,22 @@ struct Task {
     cancel: CancellationToken,
     /// Fires when the task reaches a final status.
     done: tokio::sync::watch::Sender<bool>,
+    /// 2026-07-28 listen streams told when the task ends (at most [`MAX_LISTENERS`]).
+    listeners: Vec<ListenSink>,
 }
 
+/// Listen streams per task at most.
+pub const MAX_LISTENERS: usize = 16;
+
 impl Task {
+    /// Tells the listen streams following this task its (final) state.
+    fn announce(&mut self, id: &str) {
+        let state = Value::Object(self.to_modern(id, true));
+        for l in self.listeners.drain(..) {
+            l.notify(tasks::NOTIFICATION, state.clone());
+        }
+    }
+
     /// The task in the modern shape (`resultType` not included), with its result or
     /// error when `detailed`.
     fn to_modern(&self, id: &str, detailed: bool) -> Map<String, Value> {
@@ -150,6 +164,7 @@ impl TaskStore {
             outcome: None,
             cancel: cancel.clone(),
             done: tokio::sync::watch::channel(false).0,
+            listeners: Vec::new(),
         };
         let created = {
             let mut map = self.lock();
@@ -225,7 +240,30 @@ impl TaskStore {
         task.outcome = outcome;
         task.updated_at = now();
         task.done.send_replace(true);
+        task.announce(id);
         tracing::debug!(task = %id, status, "task ended");
+    }
+
+    /// 2026-07-28 `subscriptions/listen` for `ids`: the known ones are reported with
+    /// `notifications/tasks` on `sink` when they end (at once when they have).
+    pub fn listen(&self, ids: &[String], sink: &ListenSink) -> Vec<String> {
+        let mut map = self.lock();
+        let mut honoured = Vec::new();
+        for id in ids {
+            let Some(task) = map.get_mut(id) else {
+                continue;
+            };
+            if tasks::is_terminal(task.status) {
+                sink.notify(tasks::NOTIFICATION, Value::Object(task.to_modern(id, true)));
+            } else if task.listeners.len() < MAX_LISTENERS {
+                task.listeners.retain(|l| !l.is_closed());
+                task.listeners.push(sink.clone());
+            } else {
+                continue;
+            }
+            honoured.push(id.clone());
+        }
+        honoured
     }
 
     /// Answers a task method in the caller's era.
@@ -275,6 +313,7 @@ impl TaskStore {
                     task.message = Some("Cancelled by the caller.".into());
                     task.updated_at = now();
                     task.done.send_replace(true);
+                    task.announce(&id);
                 }
                 Ok(match era {
                     Era::Modern => complete(Map::new()),

@@ -7,15 +7,12 @@
 //! At most [`MAX_SUBSCRIBERS`] subscribers at once; a session gone from this server,
 //! or a listen stream closed, is forgotten at the next change.
 
-use bytes::Bytes;
-use mcp_protocol::server::UpdateSink as Sink;
+use mcp_protocol::server::{ListenSink, UpdateSink as Sink};
 use mcp_protocol::session::SessionPush;
-use serde_json::Value;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
-use tokio::sync::mpsc;
 
 use crate::content::OS_RELEASE;
 
@@ -60,15 +57,14 @@ impl Subscriptions {
         self.lock().sinks.remove(&format!("s:{session}"));
     }
 
-    /// A 2026-07-28 listen stream subscribes; its notifications, or None when full.
-    pub fn subscribe_listen(self: &Arc<Self>, meta: &Value) -> Option<mpsc::Receiver<Bytes>> {
-        let (tx, rx) = mpsc::channel(16);
+    /// A 2026-07-28 listen stream subscribes; false when full.
+    pub fn subscribe_listen(self: &Arc<Self>, sink: &ListenSink) -> bool {
         let key = {
             let mut st = self.lock();
             st.next_listen += 1;
             format!("l:{}", st.next_listen)
         };
-        self.add(key, Sink::Listen(tx, meta.clone())).then_some(rx)
+        self.add(key, Sink::Listen(sink.clone()))
     }
 
     fn add(self: &Arc<Self>, key: String, sink: Sink) -> bool {

@@ -982,6 +982,18 @@ impl McpClient {
             },
             Era::Modern => {
                 let mut params = Map::new();
+                if filter.get("taskIds").is_some() {
+                    // Task notifications need the tasks extension declared.
+                    let mut caps = self.options.capabilities.clone();
+                    if !caps.is_object() {
+                        caps = json!({});
+                    }
+                    caps["extensions"][crate::tasks::EXTENSION] = json!({});
+                    params.insert(
+                        "_meta".into(),
+                        json!({ crate::mcp::meta::CLIENT_CAPABILITIES: caps }),
+                    );
+                }
                 params.insert("notifications".into(), filter);
                 let opts = RequestOptions {
                     on_notification: Some(on_note),

@@ -40,7 +40,7 @@ mod updates;
 
 pub use legacy::RpcMethod;
 pub use outbound::Outbound;
-pub use updates::{RESOURCE_UPDATED, UpdateSink};
+pub use updates::{LISTEN_QUEUE, ListenSink, RESOURCE_UPDATED, UpdateSink};
 
 use streams::{Hold, ListFrames, StreamHold, call_stream, change_stream};
 
@@ -99,17 +99,29 @@ pub trait McpHandler: Send + Sync + 'static {
     }
 
     /// 2026-07-28 `subscriptions/listen` with `resourceSubscriptions`: the URIs the
-    /// handler agrees to report on and a channel of serialized
-    /// `notifications/resources/updated` for them (each carrying `sub_meta` as its
-    /// `_meta`); None (the default) when it serves no resource subscriptions.
+    /// handler agrees to report on, each change sent on `sink`; none (the default)
+    /// when it serves no resource subscriptions.
     fn listen_resources(
         &self,
         uris: &[String],
-        sub_meta: &Value,
+        sink: &ListenSink,
         extensions: &http::Extensions,
-    ) -> Option<(Vec<String>, mpsc::Receiver<Bytes>)> {
-        let _ = (uris, sub_meta, extensions);
-        None
+    ) -> Vec<String> {
+        let _ = (uris, sink, extensions);
+        Vec::new()
+    }
+
+    /// 2026-07-28 `subscriptions/listen` with `taskIds` (the tasks extension): the
+    /// task ids the handler agrees to report on with `notifications/tasks` on `sink`;
+    /// none (the default) when it has no tasks.
+    fn listen_tasks(
+        &self,
+        task_ids: &[String],
+        sink: &ListenSink,
+        extensions: &http::Extensions,
+    ) -> Vec<String> {
+        let _ = (task_ids, sink, extensions);
+        Vec::new()
     }
 
     /// Answers any other client request the handler [`McpHandler::handles`], with

@@ -181,24 +181,53 @@ impl<H: McpHandler> McpServer<H> {
                 ));
             }
         }
-        // Resource subscriptions, when the handler serves them.
-        let mut pushed = None;
-        if let Some(Value::Array(uris)) = filter.get("resourceSubscriptions") {
-            let uris: Vec<String> = uris
-                .iter()
-                .filter_map(Value::as_str)
-                .take(MAX_RESOURCE_SUBSCRIPTIONS)
-                .map(str::to_owned)
-                .collect();
-            if let Some((honoured_uris, rx)) =
-                self.inner
-                    .handler
-                    .listen_resources(&uris, &sub_meta, &ctx.extensions)
-            {
-                honoured.insert("resourceSubscriptions".into(), honoured_uris.into());
-                pushed = Some(Arc::new(tokio::sync::Mutex::new(rx)));
-            }
+        // Resource and task subscriptions, when the handler serves them.
+        let (tx, rx) = mpsc::channel(LISTEN_QUEUE);
+        let sink = ListenSink::new(tx, sub_meta.clone());
+        let strings = |field: &str| -> Option<Vec<String>> {
+            let Some(Value::Array(items)) = filter.get(field) else {
+                return None;
+            };
+            Some(
+                items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .take(MAX_RESOURCE_SUBSCRIPTIONS)
+                    .map(str::to_owned)
+                    .collect(),
+            )
+        };
+        let mut serving = false;
+        if let Some(uris) = strings("resourceSubscriptions") {
+            let got = self
+                .inner
+                .handler
+                .listen_resources(&uris, &sink, &ctx.extensions);
+            serving |= !got.is_empty();
+            honoured.insert("resourceSubscriptions".into(), got.into());
         }
+        if let Some(ids) = strings("taskIds") {
+            if !crate::tasks::declares_extension(req.params.as_ref().unwrap_or(&Map::new())) {
+                return error_response(
+                    StatusCode::OK,
+                    Some(&req.id),
+                    &ErrorObject::new(
+                        crate::tasks::MISSING_CAPABILITY,
+                        "Missing required client capability",
+                    )
+                    .with_data(json!({"requiredCapabilities":
+                        {"extensions": {crate::tasks::EXTENSION: {}}}})),
+                );
+            }
+            let got = self
+                .inner
+                .handler
+                .listen_tasks(&ids, &sink, &ctx.extensions);
+            serving |= !got.is_empty();
+            honoured.insert("taskIds".into(), got.into());
+        }
+        drop(sink);
+        let pushed = serving.then(|| Arc::new(tokio::sync::Mutex::new(rx)));
         let ack = jsonrpc::notification_bytes(
             method::SUBSCRIPTIONS_ACKNOWLEDGED,
             Some(&json!({ "_meta": sub_meta, "notifications": honoured })),
