@@ -18,8 +18,10 @@
 //! listened pod as long as there are no more builds than the cap.
 //!
 //! Each listener reconnects with capped exponential backoff, renews its stream every
-//! [`STREAM_FOR`] (no work in between, and none on the request path), and after a
-//! stream that broke has the pod learned again, since a change may have been missed.
+//! [`STREAM_FOR`] (no work in between, and none on the request path), and has the
+//! pod learned again once a stream has been up for [`HEALTHY_AFTER`] (a change
+//! between the last learning and the stream's start is not announced on it) and
+//! after a stream that broke, since a change may have been missed.
 //! A pod that offers no stream (405) is left alone.
 
 use mcp_protocol::client::{ClientError, ListKind, ListenEnd};
@@ -193,13 +195,22 @@ async fn listen(client: mcp_protocol::client::McpClient, ip: IpAddr, heard: Arc<
     let mut failures: u32 = 0;
     loop {
         let started = Instant::now();
-        let end = client
-            .listen_lists_changed(STREAM_FOR, &mut |kind| match kind {
-                ListKind::Tools => heard.add(ip),
-                ListKind::Prompts => heard.lists.send_modify(|c| c.prompts += 1),
-                ListKind::Resources => heard.lists.send_modify(|c| c.resources += 1),
-            })
-            .await;
+        let mut on_change = |kind| match kind {
+            ListKind::Tools => heard.add(ip),
+            ListKind::Prompts => heard.lists.send_modify(|c| c.prompts += 1),
+            ListKind::Resources => heard.lists.send_modify(|c| c.resources += 1),
+        };
+        let stream = client.listen_lists_changed(STREAM_FOR, &mut on_change);
+        tokio::pin!(stream);
+        // A change between the pod's last learning and this stream's start is not
+        // announced on it: once the stream has been up a moment, learn the pod again.
+        let end = tokio::select! {
+            end = &mut stream => end,
+            _ = tokio::time::sleep(HEALTHY_AFTER) => {
+                heard.add(ip);
+                stream.await
+            }
+        };
         let lasted = started.elapsed() >= HEALTHY_AFTER;
         match end {
             Ok(ListenEnd::Deadline) => {
