@@ -116,8 +116,9 @@ pub fn node_ip(gw: &Gateway, node: Option<&str>) -> Result<IpAddr, ErrorObject> 
 
 /// Forwards a client request (`params` ready to send) to the pod at `ip`, relaying
 /// its notifications to the client and its questions (elicitation, sampling, roots)
-/// to the client (a legacy client gets them on its request's stream; one that cannot
-/// answer has them refused at once), and reshapes the answer for the client's era.
+/// to the client (a legacy client gets them on its request's stream, a 2026-07-28
+/// backend's `input_required` included; one that cannot answer has them refused at
+/// once), and reshapes the answer for the client's era.
 pub async fn forward(
     gw: &Gateway,
     ip: IpAddr,
@@ -127,6 +128,44 @@ pub async fn forward(
 ) -> Result<Bytes, ErrorObject> {
     crate::upstream::prepare(&mut params, &request.outbound);
     let client = gw.upstreams().client(ip);
+    let era = request.outbound.version().era();
+    for _ in 0..crate::relay::MAX_INPUT_ROUNDS {
+        let raw = ask_once(gw, &client, ip, method_name, params.clone(), request).await?;
+        let backend_era = client.connection().map(|c| c.version.era());
+        if backend_era == Some(era) {
+            return Ok(Bytes::copy_from_slice(raw.get().as_bytes()));
+        }
+        // A 2026-07-28 backend's questions for a legacy client: asked on the
+        // client's stream, then the request is sent again with the answers.
+        let Some((requests, state)) = (era == Era::Legacy)
+            .then(|| crate::relay::input_required(raw.get()))
+            .flatten()
+        else {
+            return Ok(crate::gateway::convert_result(raw.get(), era));
+        };
+        let responses =
+            crate::relay::ask_all(&request.outbound, requests, gw.call_timeout()).await?;
+        params.insert("inputResponses".into(), Value::Object(responses));
+        match state {
+            Some(s) => params.insert("requestState".into(), s.into()),
+            None => params.shift_remove("requestState"),
+        };
+    }
+    Err(ErrorObject::internal(format!(
+        "the backend asked for input more than {} times",
+        crate::relay::MAX_INPUT_ROUNDS
+    )))
+}
+
+/// One round of [`forward`]: the backend's raw result.
+async fn ask_once(
+    gw: &Gateway,
+    client: &mcp_protocol::client::McpClient,
+    ip: IpAddr,
+    method_name: &str,
+    params: Map<String, Value>,
+    request: &ClientRequest,
+) -> Result<Box<serde_json::value::RawValue>, ErrorObject> {
     let outbound = request.outbound.clone();
     let ask = crate::relay::asker(outbound.clone(), gw.call_timeout());
     let mut relay = move |note: Bytes| outbound.relay(note);
@@ -142,17 +181,8 @@ pub async fn forward(
             return Err(ErrorObject::new(jsonrpc::REQUEST_CANCELLED, "request cancelled"));
         }
     };
-    let era = request.outbound.version().era();
     match reply {
-        Ok(Ok(raw)) => {
-            let backend_era = client.connection().map(|c| c.version.era());
-            Ok(if backend_era == Some(era) {
-                Bytes::copy_from_slice(raw.get().as_bytes())
-            } else {
-                crate::gateway::convert_result(raw.get(), era)
-            })
-        }
-        Ok(Err(e)) => Err(e),
+        Ok(r) => r,
         Err(e) => {
             tracing::warn!(%ip, method = method_name, error = %e, "backend request failed");
             Err(ErrorObject::internal(format!(

@@ -338,7 +338,7 @@ static NEXT_QUESTION: AtomicU64 = AtomicU64::new(1);
 
 /// Asks the client each input request in turn (legacy: on its stream); the first
 /// refusal or error ends the call with that error.
-async fn ask_all(
+pub(crate) async fn ask_all(
     outbound: &Outbound,
     requests: Map<String, Value>,
     deadline: Duration,

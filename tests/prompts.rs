@@ -595,3 +595,60 @@ async fn resource_subscriptions_are_relayed_in_both_eras() {
     }
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// Our node server asks for the symptom when `triage_node` gets none: a legacy
+/// client is asked through the gateway whether the gateway speaks 2025-11-25 to the
+/// node server (the question relayed on the request's stream) or 2026-07-28 (its
+/// `input_required` asked of the client, then the request sent again), and gets the
+/// same prompt as directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_servers_prompt_question_reaches_a_legacy_client_from_either_era() {
+    let extra = strs(&["--op", "prompts", "--answer", "disk pressure"]);
+    for (net, backend) in [(28u8, "modern"), (29, "legacy")] {
+        let kube = FakeKube::start().await;
+        let addr = ip90(net, 2);
+        let port = procs::common_free_port(&[addr]);
+        let node = procs::spawn_backend("n1", addr, port).await;
+        kube.set_node("n1", addr, true);
+        let env = [
+            ("KUBECONFIG", kube.kubeconfig_path().display().to_string()),
+            ("BACKEND_PORT", port.to_string()),
+            ("BACKEND_PROTOCOL", backend.to_string()),
+        ];
+        let gateway = procs::spawn_gateway(ip90(net, 1), &env).await;
+        let direct = blocking(client(
+            &node.url(),
+            "legacy",
+            "triage_node",
+            json!({}),
+            extra.clone(),
+        ))
+        .await;
+        let via = blocking(client(
+            &gateway.url(),
+            "legacy",
+            "triage_node",
+            json!({"node": "n1"}),
+            extra.clone(),
+        ))
+        .await;
+        assert_eq!(via["ok"], true, "{backend}: {via}");
+        assert_eq!(direct["asked"], json!(["elicitation/create"]), "{direct}");
+        assert_eq!(
+            via["asked"],
+            json!(["elicitation/create"]),
+            "{backend}: {via}"
+        );
+        assert!(
+            via["text"]
+                .as_str()
+                .unwrap_or("")
+                .contains("look for disk pressure"),
+            "{backend}: {via}"
+        );
+        assert_eq!(
+            via["prompt"]["messages"], direct["prompt"]["messages"],
+            "{backend}"
+        );
+    }
+}

@@ -1,7 +1,9 @@
 //! What the node server offers beside tools, so a relay's resources and prompts are
 //! tested against a 2026-07-28 server too: the resource `node://os-release` (the
 //! host's `/etc/os-release`, at most [`MAX_RESOURCE_BYTES`]) and the prompt
-//! `triage_node` (asks a model to triage this node, optionally about one symptom).
+//! `triage_node` (asks a model to triage this node, optionally about one symptom; a
+//! client that can answer a form is asked for the symptom when it gives none, see
+//! [`ask_symptom`]).
 
 use mcp_protocol::jsonrpc::ErrorObject;
 use mcp_protocol::mcp::{self, Era, method};
@@ -123,4 +125,62 @@ fn read_bounded(path: &std::path::Path) -> std::io::Result<String> {
         .take(MAX_RESOURCE_BYTES)
         .read_to_end(&mut out)?;
     Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Key of the symptom question in `inputRequests` / `inputResponses`.
+const SYMPTOM_KEY: &str = "symptom";
+
+/// `triage_node` asked without a symptom by a client that can answer a form: the
+/// symptom is asked for (2025-11-25: an `elicitation/create` on the request's stream;
+/// 2026-07-28: an `input_required` result, then the retry's `inputResponses`). The
+/// arguments to use, or the `input_required` result to answer with.
+pub async fn ask_symptom(
+    outbound: &mcp_protocol::server::Outbound,
+    params: &Map<String, Value>,
+) -> Result<Map<String, Value>, Value> {
+    let mut params = params.clone();
+    let asked = params["arguments"]["symptom"].is_string()
+        || outbound.client_capabilities().get("elicitation").is_none();
+    if asked {
+        return Ok(params);
+    }
+    let question = json!({
+        "mode": "form",
+        "message": "What looks wrong on this node?",
+        "requestedSchema": {"type": "object",
+            "properties": {"note": {"type": "string", "title": "What looks wrong"}},
+            "required": ["note"]}
+    });
+    let answer = match outbound.version().era() {
+        Era::Modern => match outbound.input_responses() {
+            Some((responses, _)) => responses.get(SYMPTOM_KEY).cloned(),
+            None => {
+                let mut requests = Map::new();
+                requests.insert(
+                    SYMPTOM_KEY.into(),
+                    json!({"method": method::ELICIT, "params": question}),
+                );
+                return Err(mcp::input_required_result(requests, None));
+            }
+        },
+        Era::Legacy => {
+            let q = question.as_object().cloned().unwrap_or_default();
+            outbound
+                .request(method::ELICIT, q, std::time::Duration::from_secs(60))
+                .await
+                .ok()
+                .and_then(|raw| serde_json::from_str(raw.get()).ok())
+        }
+    };
+    if let Some(s) = answer
+        .as_ref()
+        .filter(|a| a["action"] == "accept")
+        .and_then(|a| a["content"]["note"].as_str())
+    {
+        if !params.get("arguments").is_some_and(Value::is_object) {
+            params.insert("arguments".into(), json!({}));
+        }
+        params["arguments"]["symptom"] = s.into();
+    }
+    Ok(params)
 }

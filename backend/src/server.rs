@@ -217,6 +217,27 @@ impl McpHandler for NodeTools {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        if request.method == mcp::method::PROMPTS_GET
+            && request
+                .params
+                .get("name")
+                .and_then(serde_json::Value::as_str)
+                == Some(crate::content::TRIAGE)
+        {
+            let ctx = self.ctx.clone();
+            return Box::pin(async move {
+                let answer =
+                    match crate::content::ask_symptom(&request.outbound, &request.params).await {
+                        Ok(params) => {
+                            crate::content::answer(&ctx, era, &request.method, &params, &hidden)?
+                        }
+                        Err(input_required) => input_required,
+                    };
+                serde_json::to_vec(&answer)
+                    .map(Bytes::from)
+                    .map_err(ErrorObject::internal)
+            });
+        }
         let answer =
             crate::content::answer(&self.ctx, era, &request.method, &request.params, &hidden)
                 .and_then(|v| serde_json::to_vec(&v).map_err(ErrorObject::internal));
