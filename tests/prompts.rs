@@ -144,6 +144,27 @@ async fn prompts_and_completions_are_served_per_node_in_both_eras() {
             via["prompt"]["messages"], direct["prompt"]["messages"],
             "{mode}"
         );
+        // A prompt without arguments of its own, embedding a resource and an image.
+        let shown = blocking(client(
+            &gateway.url(),
+            mode,
+            "show_node",
+            json!({"node": "fast-2"}),
+            prompts.clone(),
+        ))
+        .await;
+        let shown_direct = blocking(client(
+            &backends[1].url,
+            mode,
+            "show_node",
+            json!({}),
+            prompts.clone(),
+        ))
+        .await;
+        let messages = &shown["prompt"]["messages"];
+        assert_eq!(messages, &shown_direct["prompt"]["messages"], "{mode}");
+        assert_eq!(messages[0]["content"]["type"], "resource", "{shown}");
+        assert_eq!(messages[1]["content"]["type"], "image", "{shown}");
         // `node` is completed by the gateway.
         let nodes = complete(&gateway.url(), mode, "node", "fast-", json!({})).await;
         assert_eq!(nodes["ok"], true, "{mode}: {nodes}");
@@ -234,7 +255,12 @@ async fn resources_are_listed_and_read_per_node_with_uris_that_round_trip() {
             .collect();
         assert_eq!(
             uris,
-            ["k8s-node://fast-1/node%3A%2F%2Finfo", info],
+            [
+                "k8s-node://fast-1/node%3A%2F%2Finfo",
+                "k8s-node://fast-1/node%3A%2F%2Fbadge",
+                info,
+                "k8s-node://fast-2/node%3A%2F%2Fbadge"
+            ],
             "{mode}: {via}"
         );
         assert_eq!(via["next_cursor"], Value::Null, "{via}");
@@ -248,6 +274,30 @@ async fn resources_are_listed_and_read_per_node_with_uris_that_round_trip() {
             via["templates"][0]["uriTemplate"], "k8s-node://{node}/node%3A%2F%2Flogs%2F{name}",
             "{via}"
         );
+        // A binary resource: the same blob as directly.
+        let badge = "k8s-node://fast-2/node%3A%2F%2Fbadge";
+        let (direct_badge, via_badge) = (
+            blocking(client(
+                &s.backends[1].url,
+                mode,
+                "-",
+                json!({}),
+                strs(&["--op", "resources", "--uri", "node://badge"]),
+            ))
+            .await,
+            blocking(client(
+                &s.gateway.url(),
+                mode,
+                "-",
+                json!({}),
+                strs(&["--op", "resources", "--uri", badge]),
+            ))
+            .await,
+        );
+        let mut want = direct_badge["contents"].clone();
+        assert!(want[0]["blob"].is_string(), "{direct_badge}");
+        want[0]["uri"] = badge.into();
+        assert_eq!(via_badge["contents"], want, "{mode}: {via_badge}");
         let log = "k8s-node://fast-1/node%3A%2F%2Flogs%2Fkubelet";
         let read = blocking(client(
             &s.gateway.url(),
@@ -334,6 +384,16 @@ async fn every_prompt_resource_and_completion_answer_is_valid_in_its_revision() 
                 "resources/read",
                 json!({"uri": "k8s-node://fast-2/node%3A%2F%2Finfo"}),
                 "ReadResourceResult",
+            ),
+            (
+                "resources/read",
+                json!({"uri": "k8s-node://fast-1/node%3A%2F%2Fbadge"}),
+                "ReadResourceResult",
+            ),
+            (
+                "prompts/get",
+                json!({"name": "show_node", "arguments": {"node": "fast-2"}}),
+                "GetPromptResult",
             ),
             (
                 "completion/complete",
@@ -561,9 +621,18 @@ async fn resource_subscriptions_are_relayed_in_both_eras() {
             }
             let tx = tx.clone();
             listening.push(tokio::spawn(async move {
+                let rev = if mode == ClientMode::Legacy {
+                    "2025-11-25"
+                } else {
+                    "2026-07-28"
+                };
                 let mut on = |note: bytes::Bytes| {
                     let v: Value = serde_json::from_slice(&note).unwrap_or_default();
+                    if v["method"] == "notifications/subscriptions/acknowledged" {
+                        schema::assert_valid(rev, "SubscriptionsAcknowledgedNotification", &v);
+                    }
                     if v["method"] == "notifications/resources/updated" {
+                        schema::assert_valid(rev, "ResourceUpdatedNotification", &v);
                         let _ = tx.send((mode, v["params"]["uri"].clone()));
                     }
                 };

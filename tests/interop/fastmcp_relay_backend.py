@@ -13,7 +13,9 @@ Tools (each names the node this server stands for in its answer):
   * ``confirm_then_sample`` -> two questions in turn (elicitation, then sampling).
   * ``count_steps`` -> reports progress for each of ``steps`` steps.
 
-Prompt ``confirmed_diagnosis(service)`` asks the client to confirm first (elicitation).
+Prompt ``confirmed_diagnosis(service)`` asks the client to confirm first (elicitation);
+``show_node()`` (no arguments) embeds the resource ``node://info`` and an image.
+Resource ``node://badge`` is binary (a PNG).
 Prompt ``diagnose(service, severity)`` names the node; ``service`` completes from a
 list that includes ``<node>-agent``. Resources: ``node://info`` (text naming the
 node) and the template ``node://logs/{name}`` (``name`` completes like ``service``).
@@ -26,13 +28,21 @@ Run:
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import socket
 
+import mcp_types
+
 from fastmcp import Context, FastMCP
+from fastmcp.prompts import Message
 from pydantic import BaseModel
 
 NODE_NAME = os.environ.get("NODE_NAME") or socket.gethostname()
+
+BADGE_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
 
 mcp = FastMCP(name="fastmcp-relay-backend", instructions="Relay test backend written with FastMCP.")
 
@@ -168,6 +178,26 @@ async def confirmed_diagnosis(ctx: Context, service: str) -> str:
 def node_info() -> str:
     """Which node this is."""
     return f"node {NODE_NAME}"
+
+
+@mcp.resource("node://badge", mime_type="image/png")
+def node_badge() -> bytes:
+    """A 1x1 PNG badge (a binary resource)."""
+    return BADGE_PNG
+
+
+@mcp.prompt
+def show_node() -> list[Message]:
+    """Show this node: its info as an embedded resource, and its badge as an image."""
+    return [
+        Message(
+            mcp_types.EmbeddedResource(
+                type="resource",
+                resource=mcp_types.TextResourceContents(uri="node://info", mimeType="text/plain", text=f"node {NODE_NAME}"),
+            )
+        ),
+        Message(mcp_types.ImageContent(type="image", data=base64.b64encode(BADGE_PNG).decode(), mimeType="image/png")),
+    ]
 
 
 @mcp.resource("node://logs/{name}")
