@@ -50,7 +50,7 @@ pub struct Gateway {
     /// The backends' resource lists (see [`crate::resources`]).
     pub(crate) resources: crate::resources::Resources,
     /// Task ids handed to clients (without it, no call becomes a task here).
-    tasks: Option<Arc<crate::tasks::Tasks>>,
+    pub(crate) tasks: Option<Arc<crate::tasks::Tasks>>,
     /// Clients' resource subscriptions and the upstream watches behind them.
     subscriptions: Arc<crate::subscriptions::Subscriptions>,
 }
@@ -527,6 +527,15 @@ impl Gateway {
                     _ => None,
                 };
                 let bytes = if let Some(task) = task {
+                    if let (Some(crate::tasks::Asked::Legacy), Some(owner), Some(session)) =
+                        (task_asked, &task_owner, outbound.session_push())
+                    {
+                        if upstream_version.era() == Era::Modern {
+                            crate::tasks::follow_for_session(self, &task, owner, session);
+                        } else {
+                            crate::tasks::follow_on_call_session(self, &task, owner, session, ip);
+                        }
+                    }
                     task
                 } else if upstream_version.era() == era {
                     Bytes::copy_from_slice(raw.get().as_bytes())

@@ -32,6 +32,7 @@ use mcp_protocol::jsonrpc::{self, ErrorObject};
 use mcp_protocol::mcp::{Era, meta};
 use mcp_protocol::seal::Sealer;
 use mcp_protocol::server::{ClientRequest, ListenSink};
+use mcp_protocol::session::SessionPush;
 use mcp_protocol::tasks;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -90,7 +91,17 @@ pub struct Tasks {
     finished: Mutex<Held>,
     /// Task watches running ([`listen`]).
     watches: Arc<std::sync::atomic::AtomicUsize>,
+    /// 2025-11-25 tasks on 2025-11-25 backends whose status a caller's session
+    /// hears: (pod, backend task id) -> (gateway id, the session).
+    session_followers: Mutex<HashMap<(std::net::IpAddr, String), (String, SessionPush)>>,
+    /// Pods whose call session's GET stream is read for those statuses.
+    readers: Mutex<std::collections::HashSet<std::net::IpAddr>>,
 }
+
+/// Tasks whose status is passed to a session from a call session's GET stream, at most.
+pub const MAX_SESSION_FOLLOWERS: usize = 1024;
+/// Pods whose call session's GET stream is read for task statuses, at most.
+pub const MAX_READERS: usize = 64;
 
 /// Per caller, the ids of the tasks it started here, newest last; callers in the
 /// order they were first seen (the oldest is forgotten first).
@@ -177,6 +188,8 @@ impl Tasks {
             started: Mutex::new(Default::default()),
             finished: Mutex::new(Default::default()),
             watches: Default::default(),
+            session_followers: Default::default(),
+            readers: Default::default(),
         }
     }
 
@@ -363,7 +376,7 @@ pub fn listen(
         let (sink, id_out) = (sink.clone(), id.clone());
         tokio::spawn(async move {
             let _slot = slot;
-            follow(client, handle, id_out, sink).await;
+            follow(client, handle, id_out, StatusSink::Listen(sink)).await;
         });
         honoured.push(id.clone());
     }
@@ -391,12 +404,186 @@ impl Drop for WatchSlot {
     }
 }
 
-/// Relays one task's `notifications/tasks` from its node until it ends.
+/// Where a followed task's status goes.
+enum StatusSink {
+    /// A 2026-07-28 listen stream: `notifications/tasks`, as the backend sent it.
+    Listen(ListenSink),
+    /// A 2025-11-25 session's GET stream: `notifications/tasks/status`, reshaped.
+    Session(SessionPush),
+}
+
+impl StatusSink {
+    fn is_closed(&self) -> bool {
+        match self {
+            StatusSink::Listen(l) => l.is_closed(),
+            StatusSink::Session(s) => s.is_closed(),
+        }
+    }
+
+    fn send(&self, task: Value) {
+        match self {
+            StatusSink::Listen(l) => {
+                l.notify(tasks::NOTIFICATION, task);
+            }
+            StatusSink::Session(s) => {
+                let legacy = task
+                    .as_object()
+                    .map(tasks::to_legacy_task)
+                    .map(Value::Object)
+                    .unwrap_or_default();
+                s.send(Bytes::from(mcp_protocol::jsonrpc::notification_bytes(
+                    tasks::STATUS_NOTIFICATION,
+                    Some(&legacy),
+                )));
+            }
+        }
+    }
+}
+
+/// A 2025-11-25 caller's task on a 2026-07-28 backend: its end is announced on the
+/// caller's session with `notifications/tasks/status` (followed like [`listen`]).
+pub fn follow_for_session(gw: &Gateway, created: &[u8], owner: &str, session: SessionPush) {
+    let Some(store) = gw.tasks() else { return };
+    let Some(id) = serde_json::from_slice::<Value>(created)
+        .ok()
+        .and_then(|v| v["task"]["taskId"].as_str().map(str::to_owned))
+    else {
+        return;
+    };
+    let Ok(handle) = store.open(&id, owner) else {
+        return;
+    };
+    if !handle.modern || handle.backend_id.is_empty() {
+        return;
+    }
+    let Ok(ip) = crate::prompts::node_ip(gw, Some(&handle.node)) else {
+        return;
+    };
+    let Some(slot) = WatchSlot::take(&store.watches) else {
+        return;
+    };
+    let client = gw.upstreams().probe(ip);
+    tokio::spawn(async move {
+        let _slot = slot;
+        follow(client, handle, id, StatusSink::Session(session)).await;
+    });
+}
+
+/// A 2025-11-25 caller's task on a 2025-11-25 backend: the backend announces its
+/// status on the gateway's session with it, whose GET stream is read (one reader per
+/// pod, while such tasks are open) and each status passed to the caller's session.
+pub fn follow_on_call_session(
+    gw: &Gateway,
+    created: &[u8],
+    owner: &str,
+    session: SessionPush,
+    ip: std::net::IpAddr,
+) {
+    let Some(store) = gw.tasks.clone() else {
+        return;
+    };
+    let Some(id) = serde_json::from_slice::<Value>(created)
+        .ok()
+        .and_then(|v| v["task"]["taskId"].as_str().map(str::to_owned))
+    else {
+        return;
+    };
+    let Ok(handle) = store.open(&id, owner) else {
+        return;
+    };
+    {
+        let mut followers = store
+            .session_followers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        followers.retain(|_, (_, s)| !s.is_closed());
+        if followers.len() >= MAX_SESSION_FOLLOWERS {
+            return;
+        }
+        followers.insert((ip, handle.backend_id), (id, session));
+    }
+    let start = {
+        let mut readers = store.readers.lock().unwrap_or_else(|e| e.into_inner());
+        readers.len() < MAX_READERS && readers.insert(ip)
+    };
+    if start {
+        let client = gw.upstreams().client(ip);
+        tokio::spawn(read_statuses(store, client, ip));
+    }
+}
+
+/// Reads a pod's call session GET stream for task statuses while any is followed.
+async fn read_statuses(
+    store: Arc<Tasks>,
+    client: Arc<mcp_protocol::client::McpClient>,
+    ip: std::net::IpAddr,
+) {
+    const READ_FOR: Duration = Duration::from_secs(30);
+    loop {
+        let followed = {
+            let mut followers = store
+                .session_followers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            followers.retain(|_, (_, s)| !s.is_closed());
+            followers.keys().any(|(pod, _)| *pod == ip)
+        };
+        if !followed {
+            store
+                .readers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&ip);
+            return;
+        }
+        let mut on_note = |note: Bytes| {
+            let Ok(mcp_protocol::jsonrpc::Message::Notification(n)) =
+                mcp_protocol::jsonrpc::Message::from_slice(&note)
+            else {
+                return;
+            };
+            if n.method != tasks::STATUS_NOTIFICATION {
+                return;
+            }
+            let Some(mut params) = n.params.map(Value::Object) else {
+                return;
+            };
+            let Some(backend_id) = params["taskId"].as_str().map(str::to_owned) else {
+                return;
+            };
+            let mut followers = store
+                .session_followers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let key = (ip, backend_id);
+            let Some((id, session)) = followers.get(&key) else {
+                return;
+            };
+            swap_ids(&mut params, &key.1, id);
+            session.send(Bytes::from(mcp_protocol::jsonrpc::notification_bytes(
+                tasks::STATUS_NOTIFICATION,
+                Some(&params),
+            )));
+            if params["status"].as_str().is_some_and(tasks::is_terminal) {
+                followers.remove(&key);
+            }
+        };
+        if let Err(e) = client
+            .listen_notifications(READ_FOR, json!({}), &mut on_note)
+            .await
+        {
+            tracing::debug!(%ip, error = %e, "could not read the call session's stream");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// Relays one task's status from its node until it ends.
 async fn follow(
     client: mcp_protocol::client::McpClient,
     handle: Handle,
     id: String,
-    sink: ListenSink,
+    sink: StatusSink,
 ) {
     let ended = std::sync::atomic::AtomicBool::new(false);
     let mut on_note = |note: Bytes| {
@@ -422,7 +609,7 @@ async fn follow(
         {
             ended.store(true, std::sync::atomic::Ordering::Release);
         }
-        sink.notify(tasks::NOTIFICATION, params);
+        sink.send(params);
     };
     let filter = json!({ "taskIds": [handle.backend_id.clone()] });
     let listening = client.listen_notifications(TASK_FOLLOW_FOR, filter, &mut on_note);

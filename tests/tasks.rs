@@ -20,6 +20,7 @@ use mcp_protocol::mcp::meta;
 use mcp_protocol::tasks;
 use serde_json::{Map, Value, json};
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::fake_kube::FakeKube;
 use support::procs;
@@ -424,4 +425,50 @@ async fn task_status_reaches_a_listening_client() {
     .await
     .expect_err("refused");
     assert_eq!(e["code"], tasks::MISSING_CAPABILITY, "{e}");
+}
+
+/// A 2025-11-25 client hears its task end as `notifications/tasks/status` on its
+/// session's GET stream, under the gateway's id, whichever revision the gateway
+/// speaks to the node server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_status_reaches_a_legacy_session() {
+    for (net, backend) in [(8u8, "modern"), (9, "legacy")] {
+        let c = cluster(net, backend).await;
+        let gateway = procs::spawn_gateway(ip62(net, 1), &c.env).await;
+        let cl = Arc::new(client(&gateway.url(), ClientMode::Legacy).await);
+        let created = request(&cl, "tools/call", task_call("n2", 1, false))
+            .await
+            .expect("created");
+        let id = created_task(&created, false)["taskId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let reader = cl.clone();
+        let following = tokio::spawn(async move {
+            let mut on = |note: bytes::Bytes| {
+                let _ = tx.send(serde_json::from_slice::<Value>(&note).unwrap_or_default());
+            };
+            reader
+                .listen_notifications(Duration::from_secs(30), json!({}), &mut on)
+                .await
+        });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            let note = tokio::time::timeout_at(deadline, rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("{backend}: no status in time:\n{}", gateway.log_text()))
+                .expect("stream ended");
+            if note["method"] == tasks::STATUS_NOTIFICATION {
+                break note;
+            }
+        };
+        schema::assert_valid("2025-11-25", "TaskStatusNotification", &status);
+        assert_eq!(status["params"]["taskId"], id, "{backend}: {status}");
+        assert_eq!(
+            status["params"]["status"], "completed",
+            "{backend}: {status}"
+        );
+        following.abort();
+    }
 }

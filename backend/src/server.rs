@@ -257,7 +257,10 @@ impl McpHandler for NodeTools {
             });
         }
         if crate::tasks::wanted(call.version.era(), &call.name, &call.params) {
-            let answer = self.tasks.start(ctx, call.version.era(), &call.params);
+            let session = call.outbound.session_push();
+            let answer = self
+                .tasks
+                .start(ctx, call.version.era(), &call.params, session);
             return Box::pin(async move { answer });
         }
         if self.interactive && call.name == crate::interactive::NAME {

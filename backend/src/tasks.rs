@@ -16,6 +16,7 @@ use bytes::Bytes;
 use mcp_protocol::jsonrpc::ErrorObject;
 use mcp_protocol::mcp::Era;
 use mcp_protocol::server::ListenSink;
+use mcp_protocol::session::SessionPush;
 use mcp_protocol::tasks;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -53,17 +54,28 @@ struct Task {
     done: tokio::sync::watch::Sender<bool>,
     /// 2026-07-28 listen streams told when the task ends (at most [`MAX_LISTENERS`]).
     listeners: Vec<ListenSink>,
+    /// 2025-11-25: the session that started it, told with
+    /// `notifications/tasks/status` when it ends.
+    session: Option<SessionPush>,
 }
 
 /// Listen streams per task at most.
 pub const MAX_LISTENERS: usize = 16;
 
 impl Task {
-    /// Tells the listen streams following this task its (final) state.
+    /// Tells the listen streams following this task, and the legacy session that
+    /// started it, its (final) state.
     fn announce(&mut self, id: &str) {
         let state = Value::Object(self.to_modern(id, true));
         for l in self.listeners.drain(..) {
             l.notify(tasks::NOTIFICATION, state.clone());
+        }
+        if let Some(session) = self.session.take() {
+            let legacy = Value::Object(tasks::to_legacy_task(&self.to_modern(id, false)));
+            session.send(Bytes::from(mcp_protocol::jsonrpc::notification_bytes(
+                tasks::STATUS_NOTIFICATION,
+                Some(&legacy),
+            )));
         }
     }
 
@@ -144,6 +156,7 @@ impl TaskStore {
         ctx: Arc<ToolContext>,
         era: Era,
         params: &Map<String, Value>,
+        session: Option<SessionPush>,
     ) -> Result<Bytes, ErrorObject> {
         let ttl = tasks::requested(params)
             .and_then(|t| t.get("ttl"))
@@ -165,6 +178,7 @@ impl TaskStore {
             cancel: cancel.clone(),
             done: tokio::sync::watch::channel(false).0,
             listeners: Vec::new(),
+            session,
         };
         let created = {
             let mut map = self.lock();
