@@ -181,7 +181,8 @@ impl<H: McpHandler> McpServer<H> {
                 ));
             }
         }
-        // Resource and task subscriptions, when the handler serves them.
+        // Resource and task subscriptions, when the handler serves them (what it
+        // serves none of is left out of the acknowledgement).
         let (tx, rx) = mpsc::channel(LISTEN_QUEUE);
         let sink = ListenSink::new(tx, sub_meta.clone());
         let strings = |field: &str| -> Option<Vec<String>> {
@@ -203,8 +204,10 @@ impl<H: McpHandler> McpServer<H> {
                 .inner
                 .handler
                 .listen_resources(&uris, &sink, &ctx.extensions);
-            serving |= !got.is_empty();
-            honoured.insert("resourceSubscriptions".into(), got.into());
+            if !got.is_empty() {
+                serving = true;
+                honoured.insert("resourceSubscriptions".into(), got.into());
+            }
         }
         if let Some(ids) = strings("taskIds") {
             if !crate::tasks::declares_extension(req.params.as_ref().unwrap_or(&Map::new())) {
@@ -223,8 +226,10 @@ impl<H: McpHandler> McpServer<H> {
                 .inner
                 .handler
                 .listen_tasks(&ids, &sink, &ctx.extensions);
-            serving |= !got.is_empty();
-            honoured.insert("taskIds".into(), got.into());
+            if !got.is_empty() {
+                serving = true;
+                honoured.insert("taskIds".into(), got.into());
+            }
         }
         drop(sink);
         let pushed = serving.then(|| Arc::new(tokio::sync::Mutex::new(rx)));
