@@ -25,6 +25,9 @@
 //! - [`client`]: a Streamable HTTP client on reqwest that talks to servers of either era,
 //!   with [`client::SharedHeaders`] sent on every request (the caller's own credential).
 //! - [`token_file`]: a credential file re-read as it rotates, off the request path.
+//! - [`tracecontext`]: W3C `traceparent` / `tracestate` from `_meta` or headers, and the
+//!   context an outgoing call carries.
+//! - `telemetry` (feature `otlp`): optional OpenTelemetry spans exported over OTLP/HTTP.
 
 pub mod bearer;
 pub mod body;
@@ -38,4 +41,7 @@ pub mod serve;
 pub mod server;
 pub mod session;
 pub mod sse;
+#[cfg(feature = "otlp")]
+pub mod telemetry;
 pub mod token_file;
+pub mod tracecontext;
