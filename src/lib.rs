@@ -27,6 +27,7 @@
 //! - [`policy`]: authorization: which caller may see / call which tool on which node.
 //! - [`server`]: start-up, HTTP routes (`/mcp`, `/healthz`, `/readyz`, `/metrics`).
 //! - [`metrics`]: Prometheus counters.
+//! - [`telemetry`]: OpenTelemetry spans per request and per backend call (optional).
 //! - [`demo`]: the no-cluster demo with in-process node servers.
 //!
 //! The MCP protocol itself lives in the `mcp-protocol` crate.
@@ -53,4 +54,5 @@ pub mod prompts;
 pub mod relay;
 pub mod resources;
 pub mod server;
+pub mod telemetry;
 pub mod upstream;

@@ -9,6 +9,8 @@ use mcp_protocol::seal::Sealer;
 use mcp_protocol::serve::ConnectionLimits;
 use mcp_protocol::server::{McpServer, RpcMethod, ServerConfig, SessionOwner};
 use mcp_protocol::session::SessionConfig;
+use mcp_protocol::telemetry::Telemetry;
+use mcp_protocol::tracecontext::{HeaderTraceContext, TraceContext};
 use serde_json::{Value, json};
 use std::future::Future;
 use std::sync::Arc;
@@ -58,6 +60,9 @@ pub enum StartError {
     /// SESSION_KEYS_FILE could not be loaded.
     #[error("SESSION_KEYS_FILE: {0}")]
     SessionKeys(#[from] mcp_protocol::seal::SealError),
+    /// The OTLP trace exporter could not start.
+    #[error(transparent)]
+    Telemetry(#[from] mcp_protocol::telemetry::TelemetryError),
 }
 
 /// The running gateway's shared parts.
@@ -94,6 +99,8 @@ pub struct App {
     pub stop: tokio_util::sync::CancellationToken,
     /// How long a shutdown waits for requests in flight (SHUTDOWN_DRAIN_SECONDS).
     pub drain: Duration,
+    /// The trace exporter, when OTLP export is on (flushed when serving stops).
+    pub telemetry: Option<Arc<Telemetry>>,
 }
 
 /// The sealing keys: SESSION_KEYS_FILE, re-read as it rotates; else a random key of
@@ -229,22 +236,25 @@ pub async fn start_with(
         ));
     }
     let metrics = Arc::new(Metrics::with_node_labels(config.metrics_node_labels));
-    let gateway = Arc::new(
-        Gateway::new(
-            catalog,
-            discovery,
-            upstreams.clone(),
-            config.call_timeout,
-            metrics.clone(),
-        )
-        .with_access(policy, config.audit_arguments)
-        .with_fanout(config.catalog.fanout.clone())
-        .with_nodes_tool(config.catalog.nodes_tool.clone())
-        .with_parked(crate::parked::ParkedCalls::new(
-            sealer.clone(),
-            config.max_waiting_calls,
-        )),
-    );
+    let telemetry = config.traces.start("k8s-aggregator-mcp")?.map(Arc::new);
+    let mut gateway = Gateway::new(
+        catalog,
+        discovery,
+        upstreams.clone(),
+        config.call_timeout,
+        metrics.clone(),
+    )
+    .with_access(policy, config.audit_arguments)
+    .with_fanout(config.catalog.fanout.clone())
+    .with_nodes_tool(config.catalog.nodes_tool.clone())
+    .with_parked(crate::parked::ParkedCalls::new(
+        sealer.clone(),
+        config.max_waiting_calls,
+    ));
+    if let Some(t) = &telemetry {
+        gateway = gateway.with_telemetry(t.clone());
+    }
+    let gateway = Arc::new(gateway);
     let mut server_config = ServerConfig::new("k8s-aggregator-mcp", env!("CARGO_PKG_VERSION"));
     server_config.info = Implementation {
         name: "k8s-aggregator-mcp".into(),
@@ -291,6 +301,7 @@ pub async fn start_with(
         sealer,
         stop,
         drain: config.shutdown_drain,
+        telemetry,
     })
 }
 
@@ -461,6 +472,12 @@ async fn mcp(app: &App, mut req: Request<hyper::body::Incoming>) -> Response<Bod
                 req.extensions_mut().insert(SessionOwner(owner));
             }
             req.extensions_mut().insert(Arc::new(caller));
+            if app.telemetry.is_some()
+                && let Some(context) = TraceContext::from_headers(req.headers())
+            {
+                // The handler's span continues it when `_meta` carries none.
+                req.extensions_mut().insert(HeaderTraceContext(context));
+            }
             let started = Instant::now();
             // 2026-07-28 requests name their method in a header the transport checks
             // against the body; legacy answers carry it as an extension.
@@ -562,6 +579,7 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
     };
     let limits = app.connections.clone();
     let (stop, drain) = (app.stop.clone(), app.drain);
+    let telemetry = app.telemetry.clone();
     tracing::info!(
         max_connections = limits.max_connections,
         pinned_mib = limits.pinned_bytes() / (1024 * 1024),
@@ -579,6 +597,11 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
     watch_follower.abort();
     policy_follower.abort();
     stop.cancel();
+    if let Some(t) = telemetry {
+        // The last spans are exported before the process exits (bounded by the
+        // export timeout).
+        let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
+    }
 }
 
 #[cfg(test)]

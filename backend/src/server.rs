@@ -8,6 +8,8 @@ use mcp_protocol::headers::ParamHeader;
 use mcp_protocol::jsonrpc::{self, ErrorObject};
 use mcp_protocol::mcp::{self, Era};
 use mcp_protocol::server::{BoxFuture, McpHandler, McpServer, ServerConfig, ToolCall};
+use mcp_protocol::telemetry::KeyValue;
+use mcp_protocol::tracecontext::{HeaderTraceContext, TraceContext};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use tokio_util::sync::CancellationToken;
@@ -23,6 +25,8 @@ pub struct NodeTools {
     listing: Arc<RwLock<Listing>>,
     /// Whether `confirm_cpu_usage` and `ask_client` are served (`INTERACTIVE_TOOLS`).
     interactive: bool,
+    /// The trace exporter, when OTLP export is on.
+    telemetry: Option<Arc<mcp_protocol::telemetry::Telemetry>>,
 }
 
 /// The tools/list answers and the names they list.
@@ -46,6 +50,9 @@ pub struct Knobs {
     /// again every [`TOOLS_FILE_POLL`]; a change is announced with
     /// `notifications/tools/list_changed`.
     pub hide_tools_file: Option<std::path::PathBuf>,
+    /// Spans exported over OTLP (`OTEL_EXPORTER_OTLP_ENDPOINT`), when set: a server
+    /// span per tools/call, continuing the caller's (the gateway's) trace.
+    pub telemetry: Option<Arc<mcp_protocol::telemetry::Telemetry>>,
 }
 
 /// How often `HIDE_TOOLS_FILE` is read.
@@ -114,6 +121,7 @@ impl NodeTools {
             ctx: Arc::new(ctx),
             listing,
             interactive: knobs.interactive,
+            telemetry: knobs.telemetry.clone(),
         }
     }
 
@@ -166,6 +174,18 @@ impl McpHandler for NodeTools {
     }
 
     fn call_tool(&self, call: ToolCall) -> BoxFuture<Result<Bytes, ErrorObject>> {
+        match &self.telemetry {
+            None => self.serve_call(call),
+            Some(t) => {
+                let node = KeyValue::new("k8s.node.name", self.ctx.node_name.clone());
+                mcp_protocol::telemetry::tool_call(t, call, vec![node], |c| self.serve_call(c))
+            }
+        }
+    }
+}
+
+impl NodeTools {
+    fn serve_call(&self, call: ToolCall) -> BoxFuture<Result<Bytes, ErrorObject>> {
         let ctx = self.ctx.clone();
         let listed = {
             let listing = self.listing.read().unwrap_or_else(|e| e.into_inner());
@@ -290,11 +310,18 @@ async fn run_with_progress(
 pub async fn route(
     server: McpServer<NodeTools>,
     auth: Arc<ClientAuth>,
-    req: Request<hyper::body::Incoming>,
+    mut req: Request<hyper::body::Incoming>,
 ) -> Response<Body> {
     match (req.method(), req.uri().path()) {
         (_, "/mcp" | "/mcp/") => match auth.check(req.headers()).await {
-            Ok(()) => server.handle(req).await,
+            Ok(()) => {
+                if server.handler().telemetry.is_some()
+                    && let Some(context) = TraceContext::from_headers(req.headers())
+                {
+                    req.extensions_mut().insert(HeaderTraceContext(context));
+                }
+                server.handle(req).await
+            }
             Err(refusal) => {
                 tracing::debug!(reason = refusal.label(), method = %req.method(), "MCP request refused");
                 refusal.response()
@@ -395,6 +422,7 @@ pub async fn run_with_knobs(
         .map(read_hidden)
         .unwrap_or_default();
     let tools = NodeTools::with_knobs(ctx.clone(), ttl, &knobs, &hidden);
+    let telemetry = knobs.telemetry.clone();
     let listing = tools.listing.clone();
     let server = McpServer::new(cfg, tools);
     server.set_capabilities(crate::content::capabilities());
@@ -430,5 +458,9 @@ pub async fn run_with_knobs(
     .await;
     if let Some(w) = watcher {
         w.abort();
+    }
+    if let Some(t) = telemetry {
+        // The last spans are exported before the process exits.
+        let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
     }
 }
