@@ -9,7 +9,7 @@ use mcp_protocol::seal::Sealer;
 use mcp_protocol::serve::ConnectionLimits;
 use mcp_protocol::server::{McpServer, RpcMethod, ServerConfig, SessionOwner};
 use mcp_protocol::session::SessionConfig;
-use mcp_protocol::telemetry::Telemetry;
+use mcp_protocol::telemetry::{Spanned, Telemetry};
 use mcp_protocol::tracecontext::{HeaderTraceContext, TraceContext};
 use serde_json::{Value, json};
 use std::future::Future;
@@ -472,12 +472,7 @@ async fn mcp(app: &App, mut req: Request<hyper::body::Incoming>) -> Response<Bod
                 req.extensions_mut().insert(SessionOwner(owner));
             }
             req.extensions_mut().insert(Arc::new(caller));
-            if app.telemetry.is_some()
-                && let Some(context) = TraceContext::from_headers(req.headers())
-            {
-                // The handler's span continues it when `_meta` carries none.
-                req.extensions_mut().insert(HeaderTraceContext(context));
-            }
+            let traced = app.telemetry.as_ref().map(|_| traced_request(&mut req));
             let started = Instant::now();
             // 2026-07-28 requests name their method in a header the transport checks
             // against the body; legacy answers carry it as an extension.
@@ -499,6 +494,12 @@ async fn mcp(app: &App, mut req: Request<hyper::body::Incoming>) -> Response<Bod
                 .unwrap_or("(none)");
             app.metrics
                 .record_request(method, resp.status(), started.elapsed());
+            if let (Some(t), Some((spanned, at, parent))) = (&app.telemetry, traced)
+                && !spanned.is_set()
+                && method != "(none)"
+            {
+                t.answered(method, at, parent.as_ref(), resp.status());
+            }
             resp
         }
         Err(e) => {
@@ -507,6 +508,21 @@ async fn mcp(app: &App, mut req: Request<hyper::body::Incoming>) -> Response<Bod
             app.auth.refusal(&e)
         }
     }
+}
+
+/// With tracing on: the request's header trace context for the handler's span (which
+/// prefers `_meta`), and what the front layer needs to record a span itself when no
+/// handler span covers the request.
+fn traced_request(
+    req: &mut Request<hyper::body::Incoming>,
+) -> (Spanned, std::time::SystemTime, Option<TraceContext>) {
+    let context = TraceContext::from_headers(req.headers());
+    if let Some(c) = &context {
+        req.extensions_mut().insert(HeaderTraceContext(c.clone()));
+    }
+    let spanned = Spanned::default();
+    req.extensions_mut().insert(spanned.clone());
+    (spanned, std::time::SystemTime::now(), context)
 }
 
 fn gauges(app: &App) -> Gauges {

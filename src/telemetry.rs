@@ -4,7 +4,9 @@
 //! MCP convention, else the HTTP `traceparent` header), and a client span per backend
 //! call whose context the node server receives: in the HTTP `traceparent` /
 //! `tracestate` headers, and in `_meta` where the caller's request carried a
-//! `traceparent` there. With tracing off none of this runs and `_meta` is relayed as
+//! `traceparent` there. A request the transport answers itself (initialize,
+//! tools/list, ping) gets a span from the front layer in [`crate::server`], from the
+//! HTTP headers' context. With tracing off none of this runs and `_meta` is relayed as
 //! it came.
 //!
 //! What spans record follows OpenTelemetry's MCP semantic conventions:

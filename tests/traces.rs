@@ -184,6 +184,25 @@ async fn call_node_info(
     meta: Value,
     headers: &[(&str, &str)],
 ) -> Value {
+    let params = json!({"name": "node_info", "arguments": {"node": node}});
+    let mut more = vec![("mcp-name", "node_info"), ("mcp-param-node", node)];
+    more.extend_from_slice(headers);
+    let answer = rpc(gateway, "tools/call", id, params, meta, &more).await;
+    assert!(answer["result"].is_object(), "{answer}");
+    assert_ne!(answer["result"]["isError"], true, "{answer}");
+    answer
+}
+
+/// A 2026-07-28 request: `params` with `meta` merged into the required `_meta`,
+/// `headers` added; answers the JSON-RPC response.
+async fn rpc(
+    gateway: &str,
+    method: &str,
+    id: u64,
+    mut params: Value,
+    meta: Value,
+    headers: &[(&str, &str)],
+) -> Value {
     let mut m = json!({
         "io.modelcontextprotocol/protocolVersion": "2026-07-28",
         "io.modelcontextprotocol/clientCapabilities": {}
@@ -191,16 +210,14 @@ async fn call_node_info(
     if let (Value::Object(m), Value::Object(extra)) = (&mut m, meta) {
         m.extend(extra);
     }
-    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-        "params": {"name": "node_info", "arguments": {"node": node}, "_meta": m}});
+    params["_meta"] = m;
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
     let mut req = reqwest::Client::new()
         .post(gateway)
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
         .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/call")
-        .header("mcp-name", "node_info")
-        .header("mcp-param-node", node)
+        .header("mcp-method", method)
         .timeout(DEADLINE)
         .body(body.to_string());
     for (k, v) in headers {
@@ -219,8 +236,6 @@ async fn call_node_info(
         .to_string();
     let answer: Value = serde_json::from_str(&json).expect("a JSON-RPC response");
     assert_eq!(answer["id"], id, "{answer}");
-    assert!(answer["result"].is_object(), "{answer}");
-    assert_ne!(answer["result"]["isError"], true, "{answer}");
     answer
 }
 
@@ -243,6 +258,17 @@ async fn assert_chain(collector: &Collector, trace: &str, client_span: &str, req
             Some((server.clone(), backend.clone(), node.clone()))
         })
         .await;
+    let servers = collector
+        .spans
+        .borrow()
+        .iter()
+        .filter(|s| {
+            s.trace_id == trace
+                && s.service == "k8s-aggregator-mcp"
+                && s.kind == SpanKind::Server as i32
+        })
+        .count();
+    assert_eq!(servers, 1, "one gateway server span per request");
     assert_eq!(server.name, "tools/call node_info");
     assert_eq!(server.kind, SpanKind::Server as i32);
     assert_eq!(server.attributes["mcp.method.name"], "tools/call");
@@ -309,6 +335,32 @@ async fn one_trace_crosses_client_gateway_and_node_server() {
     )
     .await;
     assert_chain(&collector, trace, parent, "2").await;
+
+    // A request the gateway answers from its cache has a span too (the header's
+    // context: the transport answers it before any handler reads `_meta`).
+    let (trace, parent) = ("0e0e47364bf92f3577b34da6a3ce929d", "a902b700f067aa0b");
+    let listed = rpc(
+        &gw.url(),
+        "tools/list",
+        4,
+        json!({}),
+        json!({}),
+        &[("traceparent", &format!("00-{trace}-{parent}-01"))],
+    )
+    .await;
+    assert!(listed["result"]["tools"].is_array(), "{listed}");
+    let list = collector
+        .wait_for("the tools/list span", |spans| {
+            spans
+                .iter()
+                .find(|s| s.trace_id == trace && s.parent_span_id == parent)
+                .cloned()
+        })
+        .await;
+    assert_eq!(list.name, "tools/list");
+    assert_eq!(list.kind, SpanKind::Server as i32);
+    assert_eq!(list.attributes["mcp.method.name"], "tools/list");
+    assert_eq!(list.attributes["http.response.status_code"], "200");
 
     // A malformed context is ignored: the call works and starts a fresh trace.
     call_node_info(

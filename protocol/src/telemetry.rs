@@ -1,6 +1,9 @@
 //! OpenTelemetry traces, optional and off by default (feature `otlp`): the settings
 //! both binaries take (the standard `OTEL_*` variables), the OTLP/HTTP exporter with
-//! a bounded batch queue, and spans that continue a W3C [`TraceContext`].
+//! a bounded batch queue, and spans that continue a W3C [`TraceContext`]: a server
+//! span around a handler's answer ([`tool_call`], [`request`]; the parent of the
+//! calls it makes, [`request_span`]) and one for a request the transport answered
+//! itself ([`Telemetry::answered`]).
 //!
 //! With no endpoint set, [`TraceSettings::start`] gives `None` and callers skip every
 //! span: nothing is built, allocated or exported on the request path. With one, spans
@@ -220,6 +223,37 @@ impl Telemetry {
         }
     }
 
+    /// Records a request the transport answered itself (initialize, tools/list,
+    /// ping...: no handler span covered it), from `started` to now, as a child of
+    /// the HTTP headers' context.
+    pub fn answered(
+        &self,
+        method: &str,
+        started: std::time::SystemTime,
+        parent: Option<&TraceContext>,
+        status: http::StatusCode,
+    ) {
+        let parent_cx = match parent {
+            Some(tc) => Context::new().with_remote_span_context(remote_span_context(tc)),
+            None => Context::new(),
+        };
+        let mut span = self
+            .tracer
+            .span_builder(method.to_string())
+            .with_kind(SpanKind::Server)
+            .with_start_time(started)
+            .with_attributes([
+                KeyValue::new("mcp.method.name", method.to_string()),
+                KeyValue::new("http.response.status_code", i64::from(status.as_u16())),
+            ])
+            .start_with_context(&self.tracer, &parent_cx);
+        if status.is_client_error() || status.is_server_error() {
+            use opentelemetry::trace::Span as _;
+            span.set_attribute(KeyValue::new("error.type", status.as_u16().to_string()));
+            span.set_status(Status::error(""));
+        }
+    }
+
     /// Exports what is queued and stops the exporter (blocks up to the export
     /// timeout: call it from a blocking thread).
     pub fn shutdown(&self) {
@@ -351,7 +385,8 @@ pub fn tool_call(
             attributes
         },
     );
-    within(span, serve(call))
+    let extensions = call.extensions.clone();
+    within(span, &extensions, serve(call))
 }
 
 /// Serves any other request the handler answers inside its server span.
@@ -371,21 +406,39 @@ pub fn request(
             KeyValue::new("mcp.protocol.version", request.outbound.version().as_str()),
         ],
     );
-    within(span, serve(request))
+    let extensions = request.extensions.clone();
+    within(span, &extensions, serve(request))
 }
 
 /// Runs `answer` with `span` as the parent of its backend calls, records how it
 /// ended, and ends the span.
 fn within(
     span: ActiveSpan,
+    extensions: &Extensions,
     answer: BoxFuture<Result<Bytes, ErrorObject>>,
 ) -> BoxFuture<Result<Bytes, ErrorObject>> {
+    if let Some(mark) = extensions.get::<Spanned>() {
+        mark.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let span = Arc::new(span);
     Box::pin(REQUEST_SPAN.scope(span.clone(), async move {
         let out = answer.await;
         span.record_answer(&out);
         out
     }))
+}
+
+/// Put into an HTTP request's extensions by the front layer: set once a handler span
+/// ([`tool_call`], [`request`]) covers the request, so the front layer knows whether
+/// to record one itself ([`Telemetry::answered`]).
+#[derive(Debug, Clone, Default)]
+pub struct Spanned(pub Arc<std::sync::atomic::AtomicBool>);
+
+impl Spanned {
+    /// Whether a handler span covered the request.
+    pub fn is_set(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// The server span of the request the current task serves (see [`tool_call`]).
