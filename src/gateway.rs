@@ -99,9 +99,13 @@ impl Gateway {
         self
     }
 
-    /// Exports a span per request and per backend call (OTEL_EXPORTER_OTLP_ENDPOINT).
-    pub fn with_telemetry(mut self, telemetry: Arc<mcp_protocol::telemetry::Telemetry>) -> Self {
-        self.telemetry = Some(telemetry);
+    /// With `telemetry` (OTEL_EXPORTER_OTLP_ENDPOINT set), exports a span per request
+    /// and per backend call.
+    pub fn with_telemetry(
+        mut self,
+        telemetry: Option<Arc<mcp_protocol::telemetry::Telemetry>>,
+    ) -> Self {
+        self.telemetry = telemetry;
         self
     }
 

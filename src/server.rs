@@ -237,24 +237,23 @@ pub async fn start_with(
     }
     let metrics = Arc::new(Metrics::with_node_labels(config.metrics_node_labels));
     let telemetry = config.traces.start("k8s-aggregator-mcp")?.map(Arc::new);
-    let mut gateway = Gateway::new(
-        catalog,
-        discovery,
-        upstreams.clone(),
-        config.call_timeout,
-        metrics.clone(),
-    )
-    .with_access(policy, config.audit_arguments)
-    .with_fanout(config.catalog.fanout.clone())
-    .with_nodes_tool(config.catalog.nodes_tool.clone())
-    .with_parked(crate::parked::ParkedCalls::new(
-        sealer.clone(),
-        config.max_waiting_calls,
-    ));
-    if let Some(t) = &telemetry {
-        gateway = gateway.with_telemetry(t.clone());
-    }
-    let gateway = Arc::new(gateway);
+    let gateway = Arc::new(
+        Gateway::new(
+            catalog,
+            discovery,
+            upstreams.clone(),
+            config.call_timeout,
+            metrics.clone(),
+        )
+        .with_access(policy, config.audit_arguments)
+        .with_fanout(config.catalog.fanout.clone())
+        .with_nodes_tool(config.catalog.nodes_tool.clone())
+        .with_parked(crate::parked::ParkedCalls::new(
+            sealer.clone(),
+            config.max_waiting_calls,
+        ))
+        .with_telemetry(telemetry.clone()),
+    );
     let mut server_config = ServerConfig::new("k8s-aggregator-mcp", env!("CARGO_PKG_VERSION"));
     server_config.info = Implementation {
         name: "k8s-aggregator-mcp".into(),
@@ -496,8 +495,10 @@ async fn mcp(app: &App, mut req: Request<hyper::body::Incoming>) -> Response<Bod
                 .record_request(method, resp.status(), started.elapsed());
             if let (Some(t), Some((spanned, at, parent))) = (&app.telemetry, traced)
                 && !spanned.is_set()
-                && method != "(none)"
+                && !method.starts_with('(')
             {
+                // A JSON-RPC message no handler span covered (not a GET stream,
+                // a DELETE or a body without a method).
                 t.answered(method, at, parent.as_ref(), resp.status());
             }
             resp

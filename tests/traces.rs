@@ -41,6 +41,8 @@ struct Got {
     span_id: String,
     /// Empty for a root span.
     parent_span_id: String,
+    /// The W3C `tracestate` the span carries.
+    trace_state: String,
     attributes: HashMap<String, String>,
 }
 
@@ -143,6 +145,7 @@ async fn receive(
                     trace_id: hex(&s.trace_id),
                     span_id: hex(&s.span_id),
                     parent_span_id: hex(&s.parent_span_id),
+                    trace_state: s.trace_state,
                     attributes: s
                         .attributes
                         .iter()
@@ -241,7 +244,12 @@ async fn rpc(
 
 /// The three spans of one call: the gateway's server span under `client_span`, its
 /// backend-call span, and the node server's span under that, all in `trace`.
-async fn assert_chain(collector: &Collector, trace: &str, client_span: &str, request_id: &str) {
+async fn assert_chain(
+    collector: &Collector,
+    trace: &str,
+    client_span: &str,
+    request_id: &str,
+) -> [Got; 3] {
     let (server, backend, node) = collector
         .wait_for(&format!("the three spans of trace {trace}"), |spans| {
             let server = spans.iter().find(|s| {
@@ -290,6 +298,7 @@ async fn assert_chain(collector: &Collector, trace: &str, client_span: &str, req
     assert_eq!(node.kind, SpanKind::Server as i32);
     assert_eq!(node.name, "tools/call node_info");
     assert_eq!(node.attributes["k8s.node.name"], "node-1");
+    [server, backend, node]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -309,20 +318,36 @@ async fn one_trace_crosses_client_gateway_and_node_server() {
     )
     .await;
 
-    // The MCP convention: the context in `_meta`, which wins over a header.
+    // The MCP convention: the context in `_meta`, which wins over a header. The
+    // caller's token (ignored here: AUTH_MODE=none) goes into no span.
     let (trace, parent) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let token = "tok-never-in-a-span-5d1c";
     call_node_info(
         &gw.url(),
         "node-1",
         1,
         json!({"traceparent": format!("00-{trace}-{parent}-01"), "tracestate": "client=1"}),
-        &[(
-            "traceparent",
-            "00-11111111111111111111111111111111-2222222222222222-01",
-        )],
+        &[
+            (
+                "traceparent",
+                "00-11111111111111111111111111111111-2222222222222222-01",
+            ),
+            ("authorization", &format!("Bearer {token}")),
+        ],
     )
     .await;
-    assert_chain(&collector, trace, parent, "1").await;
+    let chain = assert_chain(&collector, trace, parent, "1").await;
+    // The caller's tracestate travels with the context, down to the node server.
+    for span in &chain {
+        assert_eq!(span.trace_state, "client=1", "{span:?}");
+    }
+    for span in collector.spans.borrow().iter() {
+        assert!(!span.name.contains(token), "{span:?}");
+        assert!(
+            span.attributes.values().all(|v| !v.contains(token)),
+            "{span:?}"
+        );
+    }
 
     // Only the HTTP header.
     let (trace, parent) = ("a3ce929d0e0e47364bf92f3577b34da6", "b7ad6b7169203331");
