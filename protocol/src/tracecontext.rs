@@ -187,6 +187,18 @@ pub async fn with_outgoing<F: Future>(context: TraceContext, call: F) -> F::Outp
     OUTGOING.scope(context, call).await
 }
 
+/// `task` with the current task's outgoing context (if any), for a task it spawns
+/// to make the call (task-locals do not cross `tokio::spawn` by themselves).
+pub fn carried<F: Future>(task: F) -> impl Future<Output = F::Output> {
+    let context = OUTGOING.try_with(Clone::clone).ok();
+    async move {
+        match context {
+            Some(c) => OUTGOING.scope(c, task).await,
+            None => task.await,
+        }
+    }
+}
+
 /// Adds the current task's outgoing trace context (set by [`with_outgoing`]) to
 /// `headers`; nothing when there is none (tracing off: one thread-local look-up).
 pub fn add_outgoing_headers(headers: &mut HeaderMap) {
@@ -322,5 +334,19 @@ mod tests {
         .await;
         assert_eq!(inside[TRACEPARENT], GOOD);
         assert_eq!(inside[TRACESTATE], "s=1");
+        let headers = || async {
+            let mut h = HeaderMap::new();
+            add_outgoing_headers(&mut h);
+            h
+        };
+        let c = TraceContext::from_parts(Some(GOOD), None).unwrap();
+        let (plain, carried_over) = with_outgoing(c, async {
+            let plain = tokio::spawn(headers()).await.unwrap();
+            let carried_over = tokio::spawn(carried(headers())).await.unwrap();
+            (plain, carried_over)
+        })
+        .await;
+        assert!(plain.is_empty(), "a spawned task starts without it");
+        assert_eq!(carried_over[TRACEPARENT], GOOD);
     }
 }
