@@ -132,6 +132,8 @@ impl TraceSettings {
     /// Starts the exporter when an endpoint is set; `None` (tracing off) otherwise.
     /// `program` is the default `service.name`.
     pub fn start(&self, program: &str) -> Result<Option<Telemetry>, TelemetryError> {
+        // Every setting is checked, the endpoint set or not.
+        self.validate()?;
         let Some(url) = self.traces_url()? else {
             return Ok(None);
         };
@@ -493,6 +495,7 @@ mod tests {
         assert_eq!(s.ratio().unwrap(), 1.0);
         s.otel_traces_sampler_arg = Some(1.5);
         assert!(s.ratio().is_err());
+        assert!(s.start("test").is_err(), "checked even with tracing off");
         s.otel_traces_sampler_arg = Some(0.25);
         assert_eq!(s.ratio().unwrap(), 0.25);
     }
