@@ -5,6 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use mcp_protocol::headers::{HostPolicy, OriginPolicy};
 use mcp_protocol::serve::ConnectionLimits;
 use mcp_protocol::server::Caps;
+use mcp_protocol::telemetry::{TelemetryError, TraceSettings};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -252,6 +253,9 @@ pub struct Settings {
     /// The per-build catalog and the fan-out tool.
     #[command(flatten)]
     pub catalog: CatalogSettings,
+    /// OpenTelemetry traces (off unless an OTLP endpoint is set).
+    #[command(flatten)]
+    pub traces: TraceSettings,
 }
 
 // ---- the per-build catalog and the fan-out tool ------------------------------
@@ -496,6 +500,8 @@ pub struct Config {
     pub audit_arguments: bool,
     /// The per-build catalog and the fan-out tool.
     pub catalog: CatalogConfig,
+    /// OpenTelemetry trace export (validated; started by [`crate::server::start_with`]).
+    pub traces: TraceSettings,
 }
 
 /// OAuth 2.1 resource-server settings (`OAUTH_*`).
@@ -796,7 +802,15 @@ impl Settings {
             policy_reload: Duration::from_secs(self.policy_reload_seconds),
             audit_arguments: self.audit_arguments,
             catalog: self.catalog.validate()?,
+            traces: self.traces_checked()?,
         })
+    }
+
+    fn traces_checked(&self) -> Result<TraceSettings, ConfigError> {
+        match self.traces.validate() {
+            Err(TelemetryError::Setting { name, why }) => Err(bad(name, why)),
+            _ => Ok(self.traces.clone()),
+        }
     }
 
     fn oauth_config(&self) -> Result<OAuthConfig, ConfigError> {

@@ -53,6 +53,8 @@ pub struct Gateway {
     pub(crate) tasks: Option<Arc<crate::tasks::Tasks>>,
     /// Clients' resource subscriptions and the upstream watches behind them.
     subscriptions: Arc<crate::subscriptions::Subscriptions>,
+    /// Spans exported over OTLP, when an endpoint is set (see [`crate::telemetry`]).
+    telemetry: Option<Arc<mcp_protocol::telemetry::Telemetry>>,
 }
 
 impl Gateway {
@@ -79,6 +81,7 @@ impl Gateway {
             resources: Default::default(),
             tasks: None,
             subscriptions: Default::default(),
+            telemetry: None,
         }
     }
 
@@ -116,6 +119,16 @@ impl Gateway {
     /// 2026-07-28 client answers their questions.
     pub fn with_parked(mut self, parked: Arc<ParkedCalls>) -> Self {
         self.parked = Some(parked);
+        self
+    }
+
+    /// With `telemetry` (OTEL_EXPORTER_OTLP_ENDPOINT set), exports a span per request
+    /// and per backend call.
+    pub fn with_telemetry(
+        mut self,
+        telemetry: Option<Arc<mcp_protocol::telemetry::Telemetry>>,
+    ) -> Self {
+        self.telemetry = telemetry;
         self
     }
 
@@ -241,7 +254,10 @@ impl McpHandler for Handler {
     }
 
     fn call_tool(&self, call: ToolCall) -> BoxFuture<Result<Bytes, ErrorObject>> {
-        self.0.call(call)
+        match &self.0.telemetry {
+            None => self.0.call(call),
+            Some(t) => mcp_protocol::telemetry::tool_call(t, call, Vec::new(), |c| self.0.call(c)),
+        }
     }
 
     fn handles(&self, method_name: &str) -> bool {
@@ -277,7 +293,13 @@ impl McpHandler for Handler {
 
     fn handle_request(&self, request: ClientRequest) -> BoxFuture<Result<Bytes, ErrorObject>> {
         let gw = self.0.clone();
-        Box::pin(async move { crate::content::handle(&gw, request).await })
+        let serve = |request| -> BoxFuture<_> {
+            Box::pin(async move { crate::content::handle(&gw, request).await })
+        };
+        match &self.0.telemetry {
+            None => serve(request),
+            Some(t) => mcp_protocol::telemetry::request(t, request, serve),
+        }
     }
 }
 
@@ -511,8 +533,16 @@ impl Gateway {
         };
         let task_owner = task_asked.map(|_| owner.caller.clone());
         let parked = self.parked.as_deref().map(|p| (p, owner));
+        let traced = self.telemetry.as_deref().map(|t| {
+            let url = client.url().to_string();
+            crate::telemetry::backend_call(t, &name, &node, ip, &url, build.as_deref(), &mut params)
+        });
         let sent = Instant::now();
-        let forwarded = crate::relay::forward_call(client, params, &leg, parked).await;
+        let forwarding = crate::relay::forward_call(client, params, &leg, parked);
+        let forwarded = match &traced {
+            None => forwarding.await,
+            Some(span) => span.run(forwarding).await,
+        };
         let took = sent.elapsed();
         let answer = match forwarded {
             Ok((Ok(raw), upstream_version)) => {
@@ -581,6 +611,9 @@ impl Gateway {
         };
         self.metrics
             .record_backend(build.as_deref(), answer.0, took);
+        if let Some(span) = traced {
+            span.finish(answer.0.label());
+        }
         answer
     }
 }

@@ -29,6 +29,7 @@
 //! - [`policy`]: authorization: which caller may see / call which tool on which node.
 //! - [`server`]: start-up, HTTP routes (`/mcp`, `/healthz`, `/readyz`, `/metrics`).
 //! - [`metrics`]: Prometheus counters.
+//! - [`telemetry`]: OpenTelemetry spans per request and per backend call (optional).
 //! - [`demo`]: the no-cluster demo with in-process node servers.
 //!
 //! The MCP protocol itself lives in the `mcp-protocol` crate.
@@ -57,4 +58,5 @@ pub mod resources;
 pub mod server;
 pub mod subscriptions;
 pub mod tasks;
+pub mod telemetry;
 pub mod upstream;

@@ -77,7 +77,8 @@ impl BackendCall {
     /// Starts forwarding `params` (prepared, see [`upstream::prepare`]) to `client`.
     pub fn start(client: Arc<McpClient>, params: Map<String, Value>, timeout: Duration) -> Self {
         let (tx, events) = mpsc::channel(EVENT_QUEUE);
-        let task = tokio::spawn(async move {
+        // The call keeps the trace context of the request that started it.
+        let task = tokio::spawn(mcp_protocol::tracecontext::carried(async move {
             let notes = tx.clone();
             let mut on_note = move |note: Bytes| {
                 if notes.try_send(Event::Note(note)).is_err() {
@@ -106,7 +107,7 @@ impl BackendCall {
                 upstream::forward_with(client, params, &mut on_note, &on_request, &never, timeout)
                     .await;
             let _ = tx.send(Event::Done(out)).await;
-        });
+        }));
         BackendCall {
             events,
             task,

@@ -9,6 +9,8 @@ use mcp_protocol::seal::Sealer;
 use mcp_protocol::serve::ConnectionLimits;
 use mcp_protocol::server::{McpServer, RpcMethod, ServerConfig, SessionOwner};
 use mcp_protocol::session::SessionConfig;
+use mcp_protocol::telemetry::{Spanned, Telemetry};
+use mcp_protocol::tracecontext::{HeaderTraceContext, TraceContext};
 use serde_json::{Value, json};
 use std::future::Future;
 use std::sync::Arc;
@@ -58,6 +60,9 @@ pub enum StartError {
     /// SESSION_KEYS_FILE could not be loaded.
     #[error("SESSION_KEYS_FILE: {0}")]
     SessionKeys(#[from] mcp_protocol::seal::SealError),
+    /// The OTLP trace exporter could not start.
+    #[error(transparent)]
+    Telemetry(#[from] mcp_protocol::telemetry::TelemetryError),
 }
 
 /// The running gateway's shared parts.
@@ -94,6 +99,8 @@ pub struct App {
     pub stop: tokio_util::sync::CancellationToken,
     /// How long a shutdown waits for requests in flight (SHUTDOWN_DRAIN_SECONDS).
     pub drain: Duration,
+    /// The trace exporter, when OTLP export is on (flushed when serving stops).
+    pub telemetry: Option<Arc<Telemetry>>,
 }
 
 /// The sealing keys: SESSION_KEYS_FILE, re-read as it rotates; else a random key of
@@ -229,6 +236,7 @@ pub async fn start_with(
         ));
     }
     let metrics = Arc::new(Metrics::with_node_labels(config.metrics_node_labels));
+    let telemetry = config.traces.start("k8s-aggregator-mcp")?.map(Arc::new);
     let gateway = Arc::new(
         Gateway::new(
             catalog,
@@ -244,7 +252,8 @@ pub async fn start_with(
             sealer.clone(),
             config.max_waiting_calls,
         ))
-        .with_tasks(crate::tasks::Tasks::new(sealer.clone())),
+        .with_tasks(crate::tasks::Tasks::new(sealer.clone()))
+        .with_telemetry(telemetry.clone()),
     );
     let mut server_config = ServerConfig::new("k8s-aggregator-mcp", env!("CARGO_PKG_VERSION"));
     server_config.info = Implementation {
@@ -292,6 +301,7 @@ pub async fn start_with(
         sealer,
         stop,
         drain: config.shutdown_drain,
+        telemetry,
     })
 }
 
@@ -494,6 +504,7 @@ async fn mcp(app: &App, mut req: Request<hyper::body::Incoming>) -> Response<Bod
                 req.extensions_mut().insert(SessionOwner(owner));
             }
             req.extensions_mut().insert(Arc::new(caller));
+            let traced = app.telemetry.as_ref().map(|_| traced_request(&mut req));
             let started = Instant::now();
             // 2026-07-28 requests name their method in a header the transport checks
             // against the body; legacy answers carry it as an extension.
@@ -515,6 +526,14 @@ async fn mcp(app: &App, mut req: Request<hyper::body::Incoming>) -> Response<Bod
                 .unwrap_or("(none)");
             app.metrics
                 .record_request(method, resp.status(), started.elapsed());
+            if let (Some(t), Some((spanned, at, parent))) = (&app.telemetry, traced)
+                && !spanned.is_set()
+                && !method.starts_with('(')
+            {
+                // A JSON-RPC message no handler span covered (not a GET stream,
+                // a DELETE or a body without a method).
+                t.answered(method, at, parent.as_ref(), resp.status());
+            }
             resp
         }
         Err(e) => {
@@ -523,6 +542,21 @@ async fn mcp(app: &App, mut req: Request<hyper::body::Incoming>) -> Response<Bod
             app.auth.refusal(&e)
         }
     }
+}
+
+/// With tracing on: the request's header trace context for the handler's span (which
+/// prefers `_meta`), and what the front layer needs to record a span itself when no
+/// handler span covers the request.
+fn traced_request(
+    req: &mut Request<hyper::body::Incoming>,
+) -> (Spanned, std::time::SystemTime, Option<TraceContext>) {
+    let context = TraceContext::from_headers(req.headers());
+    if let Some(c) = &context {
+        req.extensions_mut().insert(HeaderTraceContext(c.clone()));
+    }
+    let spanned = Spanned::default();
+    req.extensions_mut().insert(spanned.clone());
+    (spanned, std::time::SystemTime::now(), context)
 }
 
 fn gauges(app: &App) -> Gauges {
@@ -595,6 +629,7 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
     };
     let limits = app.connections.clone();
     let (stop, drain) = (app.stop.clone(), app.drain);
+    let telemetry = app.telemetry.clone();
     tracing::info!(
         max_connections = limits.max_connections,
         pinned_mib = limits.pinned_bytes() / (1024 * 1024),
@@ -612,6 +647,11 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
     watch_follower.abort();
     policy_follower.abort();
     stop.cancel();
+    if let Some(t) = telemetry {
+        // The last spans are exported before the process exits (bounded by the
+        // export timeout).
+        let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
+    }
 }
 
 #[cfg(test)]

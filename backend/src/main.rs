@@ -53,6 +53,9 @@ struct Settings {
     /// every 100 ms; a change is announced with `notifications/tools/list_changed`.
     #[arg(long, env = "HIDE_TOOLS_FILE")]
     hide_tools_file: Option<PathBuf>,
+    /// OpenTelemetry traces (off unless an OTLP endpoint is set).
+    #[command(flatten)]
+    traces: mcp_protocol::telemetry::TraceSettings,
 }
 
 /// Runs; a start-up failure is one line with its causes.
@@ -72,6 +75,10 @@ async fn run() -> anyhow::Result<()> {
         None => hostname(&host).context("NODE_NAME is not set and the hostname cannot be read")?,
     };
     let auth = ClientAuth::from_settings(&settings.auth)?;
+    let telemetry = settings
+        .traces
+        .start("node-mcp-server")?
+        .map(std::sync::Arc::new);
     let addr = SocketAddr::new(settings.bind, settings.port);
     if auth.is_open() && !settings.bind.is_loopback() {
         tracing::warn!(
@@ -102,6 +109,7 @@ async fn run() -> anyhow::Result<()> {
         interactive: settings.interactive_tools,
         variant: settings.tool_variant.clone(),
         hide_tools_file: settings.hide_tools_file.clone(),
+        telemetry,
     };
     node_mcp_server::server::run_with_knobs(
         listener,

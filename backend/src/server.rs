@@ -8,6 +8,8 @@ use mcp_protocol::headers::ParamHeader;
 use mcp_protocol::jsonrpc::{self, ErrorObject};
 use mcp_protocol::mcp::{self, Era};
 use mcp_protocol::server::{BoxFuture, McpHandler, McpServer, ServerConfig, ToolCall};
+use mcp_protocol::telemetry::KeyValue;
+use mcp_protocol::tracecontext::{HeaderTraceContext, TraceContext};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use tokio_util::sync::CancellationToken;
@@ -29,6 +31,8 @@ pub struct NodeTools {
     hidden: Arc<RwLock<Vec<String>>>,
     /// Who is subscribed to `node://os-release`.
     subscriptions: Arc<crate::watch::Subscriptions>,
+    /// The trace exporter, when OTLP export is on.
+    telemetry: Option<Arc<mcp_protocol::telemetry::Telemetry>>,
 }
 
 /// The tools/list answers and the names they list.
@@ -53,6 +57,9 @@ pub struct Knobs {
     /// [`TOOLS_FILE_POLL`]; a change is announced with the list_changed notification of
     /// each list it touches.
     pub hide_tools_file: Option<std::path::PathBuf>,
+    /// Spans exported over OTLP (`OTEL_EXPORTER_OTLP_ENDPOINT`), when set: a server
+    /// span per tools/call, continuing the caller's (the gateway's) trace.
+    pub telemetry: Option<Arc<mcp_protocol::telemetry::Telemetry>>,
 }
 
 /// How often `HIDE_TOOLS_FILE` is read.
@@ -128,6 +135,7 @@ impl NodeTools {
             tasks: Default::default(),
             hidden: Arc::new(RwLock::new(hidden.to_vec())),
             subscriptions,
+            telemetry: knobs.telemetry.clone(),
         }
     }
 
@@ -245,6 +253,18 @@ impl McpHandler for NodeTools {
     }
 
     fn call_tool(&self, call: ToolCall) -> BoxFuture<Result<Bytes, ErrorObject>> {
+        match &self.telemetry {
+            None => self.serve_call(call),
+            Some(t) => {
+                let node = KeyValue::new("k8s.node.name", self.ctx.node_name.clone());
+                mcp_protocol::telemetry::tool_call(t, call, vec![node], |c| self.serve_call(c))
+            }
+        }
+    }
+}
+
+impl NodeTools {
+    fn serve_call(&self, call: ToolCall) -> BoxFuture<Result<Bytes, ErrorObject>> {
         let ctx = self.ctx.clone();
         let listed = {
             let listing = self.listing.read().unwrap_or_else(|e| e.into_inner());
@@ -408,11 +428,18 @@ async fn run_with_progress(
 pub async fn route(
     server: McpServer<NodeTools>,
     auth: Arc<ClientAuth>,
-    req: Request<hyper::body::Incoming>,
+    mut req: Request<hyper::body::Incoming>,
 ) -> Response<Body> {
     match (req.method(), req.uri().path()) {
         (_, "/mcp" | "/mcp/") => match auth.check(req.headers()).await {
-            Ok(()) => server.handle(req).await,
+            Ok(()) => {
+                if server.handler().telemetry.is_some()
+                    && let Some(context) = TraceContext::from_headers(req.headers())
+                {
+                    req.extensions_mut().insert(HeaderTraceContext(context));
+                }
+                server.handle(req).await
+            }
             Err(refusal) => {
                 tracing::debug!(reason = refusal.label(), method = %req.method(), "MCP request refused");
                 refusal.response()
@@ -513,6 +540,7 @@ pub async fn run_with_knobs(
         .map(read_hidden)
         .unwrap_or_default();
     let tools = NodeTools::with_knobs(ctx.clone(), ttl, &knobs, &hidden);
+    let telemetry = knobs.telemetry.clone();
     let listing = tools.listing.clone();
     let hidden_now = tools.hidden.clone();
     let server = McpServer::new(cfg, tools);
@@ -559,5 +587,9 @@ pub async fn run_with_knobs(
     .await;
     if let Some(w) = watcher {
         w.abort();
+    }
+    if let Some(t) = telemetry {
+        // The last spans are exported before the process exits.
+        let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
     }
 }

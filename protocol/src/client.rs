@@ -617,6 +617,8 @@ impl McpClient {
     ) -> Result<HeaderMap, ClientError> {
         // The configured extra headers first: the protocol's own headers below win.
         let mut h = HeaderMap::clone(&self.options.extra_headers.get());
+        // The trace context of the call this task makes, when tracing is on.
+        crate::tracecontext::add_outgoing_headers(&mut h);
         h.insert(
             CONTENT_TYPE,
             HeaderValue::from_static(headers::APPLICATION_JSON),

@@ -27,6 +27,9 @@
 //! - [`tasks`]: MCP tasks in both shapes (2025-11-25 task-augmented requests, the
 //!   2026-07-28 `io.modelcontextprotocol/tasks` extension) and conversions between them.
 //! - [`token_file`]: a credential file re-read as it rotates, off the request path.
+//! - [`tracecontext`]: W3C `traceparent` / `tracestate` from `_meta` or headers, and the
+//!   context an outgoing call carries.
+//! - `telemetry` (feature `otlp`): optional OpenTelemetry spans exported over OTLP/HTTP.
 
 pub mod bearer;
 pub mod body;
@@ -41,4 +44,7 @@ pub mod server;
 pub mod session;
 pub mod sse;
 pub mod tasks;
+#[cfg(feature = "otlp")]
+pub mod telemetry;
 pub mod token_file;
+pub mod tracecontext;

@@ -12,7 +12,10 @@
 //!   (TokenReview rights only with the kubernetes mode, a deny-all policy with any
 //!   auth mode, no DaemonSet and an optional static token with gateway-only); an auth
 //!   component without the policy does not start; auth-oauth's documented patch sets
-//!   its settings.
+//!   its settings;
+//! - components/otlp-tracing: the gateway and the node servers export to the endpoint
+//!   of its ConfigMap (its documented patch sets it), the NetworkPolicy lets the
+//!   gateway reach OTLP/HTTP, and without it nothing is traced.
 
 use super::*;
 
@@ -322,6 +325,7 @@ const COMPONENTS: &[&str] = &[
     "gateway-only",
     "monitoring",
     "network-policy",
+    "otlp-tracing",
     "policy",
     "replicas",
 ];
@@ -331,6 +335,7 @@ const COMPONENTS: &[&str] = &[
 const COMBINATIONS: &[(&str, &str, &[&str])] = &[
     ("open", "base", &[]),
     ("replicas", "base", &["replicas"]),
+    ("traces", "base", &["otlp-tracing"]),
     (
         "kubernetes-auth",
         "base",
@@ -352,6 +357,7 @@ const COMBINATIONS: &[(&str, &str, &[&str])] = &[
             "policy",
             "replicas",
             "monitoring",
+            "otlp-tracing",
         ],
     ),
     ("own-servers-open", "base/frontend", &["gateway-only"]),
@@ -365,6 +371,7 @@ const COMBINATIONS: &[(&str, &str, &[&str])] = &[
             "policy",
             "replicas",
             "monitoring",
+            "otlp-tracing",
         ],
     ),
 ];
@@ -526,6 +533,7 @@ fn every_documented_combination_renders_and_validates() {
             usize::from(components.contains(&"network-policy")),
             "{name}"
         );
+        assert_traces(name, &objects, components.contains(&"otlp-tracing"));
         if components.contains(&"gateway-only") {
             assert!(of_kind(&objects, "DaemonSet").is_empty(), "{name}");
             assert!(of_kind(&objects, "Namespace").is_empty(), "{name}");
@@ -563,6 +571,83 @@ fn every_documented_combination_renders_and_validates() {
     validate("combinations-validate", &all);
 }
 
+/// With components/otlp-tracing, the gateway and the node servers (where rendered)
+/// export to the endpoint of its ConfigMap, each under its own service name, and a
+/// NetworkPolicy (where rendered) lets the gateway reach OTLP/HTTP; without it no
+/// OTEL_ setting is rendered (tracing stays off).
+fn assert_traces(name: &str, objects: &[Value], on: bool) {
+    let mut workloads = vec![("Deployment", GATEWAY_SERVICE)];
+    if !of_kind(objects, "DaemonSet").is_empty() {
+        workloads.push(("DaemonSet", "node-mcp-server"));
+    }
+    for (kind, workload) in workloads {
+        let env = env_map(container(find(objects, kind, workload), workload));
+        let endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT");
+        if !on {
+            assert!(
+                env.keys().all(|k| !k.starts_with("OTEL_")),
+                "{name}: {workload}"
+            );
+            continue;
+        }
+        let from = &endpoint.unwrap_or_else(|| panic!("{name}: {workload}"))["valueFrom"]["configMapKeyRef"];
+        assert_eq!(
+            from["name"], "k8s-aggregator-mcp-otlp",
+            "{name}: {workload}"
+        );
+        assert_eq!(from["key"], "endpoint", "{name}: {workload}");
+        assert_eq!(env["OTEL_SERVICE_NAME"]["value"], workload, "{name}");
+    }
+    if on {
+        let cm = find(objects, "ConfigMap", "k8s-aggregator-mcp-otlp");
+        assert!(
+            str_of(&cm["data"]["endpoint"]).starts_with("http://"),
+            "{name}"
+        );
+    }
+    for policy in of_kind(objects, "NetworkPolicy") {
+        let otlp = policy["spec"]["egress"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|rule| {
+                rule["ports"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|p| p["port"] == 4318)
+            });
+        assert_eq!(otlp, on, "{name}: egress to OTLP/HTTP");
+    }
+}
+
+#[test]
+fn the_otlp_endpoint_is_set_by_the_patch_its_component_documents() {
+    let patch = documented_patch("otlp-tracing");
+    assert!(patch.contains("endpoint:"), "no documented patch:\n{patch}");
+    let objects = render_combination("otlp-settings", "base", &["otlp-tracing"], &patch);
+    let cm = find(&objects, "ConfigMap", "k8s-aggregator-mcp-otlp");
+    assert_eq!(
+        cm["data"]["endpoint"], "http://otel-collector.observability.svc:4318",
+        "{patch}"
+    );
+    assert_eq!(cm["data"]["sampler-ratio"], "0.25");
+}
+
+/// The commented `patches:` block of a component's kustomization.yaml, uncommented.
+fn documented_patch(component: &str) -> String {
+    let doc = std::fs::read_to_string(
+        root().join(format!("deploy/components/{component}/kustomization.yaml")),
+    )
+    .unwrap();
+    doc.lines()
+        .filter_map(|l| l.strip_prefix("# "))
+        .skip_while(|l| !l.starts_with("  patches:"))
+        .take_while(|l| l.starts_with("  "))
+        .map(|l| format!("{}\n", &l[2..]))
+        .collect()
+}
+
 #[test]
 fn an_auth_component_without_the_policy_component_does_not_run_open() {
     // Forgetting components/policy leaves the pod waiting for its ConfigMap: it
@@ -588,17 +673,7 @@ fn an_auth_component_without_the_policy_component_does_not_run_open() {
 
 #[test]
 fn the_oauth_settings_are_set_by_the_patch_its_component_documents() {
-    let doc =
-        std::fs::read_to_string(root().join("deploy/components/auth-oauth/kustomization.yaml"))
-            .unwrap();
-    // The commented `patches:` block, uncommented.
-    let patch: String = doc
-        .lines()
-        .filter_map(|l| l.strip_prefix("# "))
-        .skip_while(|l| !l.starts_with("  patches:"))
-        .take_while(|l| l.starts_with("  "))
-        .map(|l| format!("{}\n", &l[2..]))
-        .collect();
+    let patch = documented_patch("auth-oauth");
     assert!(patch.contains("issuer:"), "no documented patch:\n{patch}");
     let objects = render_combination("oauth-settings", "base", &["auth-oauth", "policy"], &patch);
     let cm = find(&objects, "ConfigMap", "k8s-aggregator-mcp-oauth");

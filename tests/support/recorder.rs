@@ -11,10 +11,15 @@ use mcp_protocol::body::{self, Body};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+/// One request's method and headers.
+type Seen = (http::Method, HeaderMap);
+
 /// The recorder.
 pub struct Recorder {
     /// Every request's method and headers, in arrival order.
     pub seen: Arc<Mutex<Vec<(http::Method, HeaderMap)>>>,
+    /// Every request's body, in arrival order.
+    pub bodies: Arc<Mutex<Vec<Bytes>>>,
     stop: tokio_util::sync::CancellationToken,
 }
 
@@ -23,27 +28,33 @@ impl Recorder {
     pub async fn start(listen: SocketAddr, target: SocketAddr) -> Self {
         let listener = tokio::net::TcpListener::bind(listen).await.expect("bind");
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let bodies = Arc::new(Mutex::new(Vec::new()));
         let stop = tokio_util::sync::CancellationToken::new();
         let http = reqwest::Client::builder()
             .no_proxy()
             .build()
             .expect("client");
-        let (s, st) = (seen.clone(), stop.clone());
+        let (s, b, st) = (seen.clone(), bodies.clone(), stop.clone());
         tokio::spawn(mcp_protocol::serve::serve(
             listener,
             move |req: Request<hyper::body::Incoming>| {
-                let (s, http) = (s.clone(), http.clone());
-                async move { forward(&http, target, &s, req).await }
+                let (s, b, http) = (s.clone(), b.clone(), http.clone());
+                async move { forward(&http, target, (&s, &b), req).await }
             },
             async move { st.cancelled().await },
             std::time::Duration::from_secs(1),
         ));
-        Recorder { seen, stop }
+        Recorder { seen, bodies, stop }
     }
 
     /// The recorded headers so far.
     pub fn requests(&self) -> Vec<(http::Method, HeaderMap)> {
         self.seen.lock().expect("seen").clone()
+    }
+
+    /// The recorded bodies so far.
+    pub fn bodies(&self) -> Vec<Bytes> {
+        self.bodies.lock().expect("bodies").clone()
     }
 }
 
@@ -56,7 +67,7 @@ impl Drop for Recorder {
 async fn forward(
     http: &reqwest::Client,
     target: SocketAddr,
-    seen: &Mutex<Vec<(http::Method, HeaderMap)>>,
+    (seen, bodies): (&Mutex<Vec<Seen>>, &Mutex<Vec<Bytes>>),
     req: Request<hyper::body::Incoming>,
 ) -> Response<Body> {
     let (parts, incoming) = req.into_parts();
@@ -67,6 +78,7 @@ async fn forward(
         Ok(b) => b.to_bytes(),
         Err(_) => Bytes::new(),
     };
+    bodies.lock().expect("bodies").push(body.clone());
     let path = parts
         .uri
         .path_and_query()
