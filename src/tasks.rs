@@ -330,7 +330,7 @@ impl Tasks {
         task.insert("ttl".into(), (FINISHED_TTL.as_millis() as u64).into());
         let mut result = result.clone();
         mcp_protocol::mcp::strip_result_type(&mut result);
-        result["_meta"][tasks::RELATED_TASK] = json!({ "taskId": id });
+        set_related_task(&mut result, &id);
         self.keep_finished(
             &id,
             task.clone(),
@@ -712,7 +712,7 @@ async fn routed(
             let result = wait_result(gw, ip, params, request).await?;
             let mut result = swap(result);
             mcp_protocol::mcp::strip_result_type(&mut result);
-            result["_meta"][tasks::RELATED_TASK] = json!({ "taskId": id });
+            set_related_task(&mut result, id);
             Ok(result)
         }
         // 2026-07-28 caller, 2025-11-25 backend: reshaped, the result fetched once
@@ -848,6 +848,18 @@ async fn ask(
     }
 }
 
+/// Ties a result to its task (`_meta` related-task), when the result is an object
+/// whose `_meta` (if any) is one; a backend's odd result is left as it is.
+fn set_related_task(result: &mut Value, id: &str) {
+    let Value::Object(m) = result else { return };
+    let meta = m
+        .entry("_meta")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(meta) = meta {
+        meta.insert(tasks::RELATED_TASK.into(), json!({ "taskId": id }));
+    }
+}
+
 /// Replaces the backend's task id by the gateway's wherever an answer names it
 /// (`taskId` fields, `_meta` related-task), so the client only sees its own id.
 fn swap_ids(v: &mut Value, backend_id: &str, id: &str) {
@@ -977,5 +989,29 @@ mod tests {
         let guard = store.finished.lock().unwrap();
         assert!(guard.bytes <= FINISHED_MAX_BYTES);
         assert!(!guard.by_id.contains_key("a") && guard.by_id.contains_key("b"));
+    }
+}
+
+#[cfg(test)]
+mod odd_results {
+    use super::*;
+
+    #[test]
+    fn odd_backend_results_are_left_alone() {
+        for mut v in [json!(5), json!([1]), json!({"_meta": 1}), json!("x")] {
+            let before = v.clone();
+            set_related_task(&mut v, "t");
+            assert_eq!(v, before);
+        }
+        let mut v = json!({"content": []});
+        set_related_task(&mut v, "t");
+        assert_eq!(v["_meta"][tasks::RELATED_TASK]["taskId"], "t");
+        let store = Tasks::new(Sealer::random());
+        // A 2026-07-28 backend answering a 2025-11-25 task request with a non-object.
+        assert!(
+            store
+                .wrap_created(Asked::Legacy, "5", true, "n", "o")
+                .is_some()
+        );
     }
 }

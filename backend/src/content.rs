@@ -99,8 +99,10 @@ pub fn answer(
             if params.get("name").and_then(Value::as_str) != Some(TRIAGE) {
                 return Err(ErrorObject::invalid_params("Unknown prompt"));
             }
-            let symptom = params["arguments"]["symptom"]
-                .as_str()
+            let symptom = params
+                .get("arguments")
+                .and_then(|a| a.get("symptom"))
+                .and_then(Value::as_str)
                 .unwrap_or("anything unusual");
             json!({"description": "Triage this node", "messages": [{"role": "user", "content": {"type": "text",
                 "text": format!("Triage node {}: look for {symptom} with node_info, cpu_usage and list_processes.", ctx.node_name)}}]})
@@ -139,7 +141,10 @@ pub async fn ask_symptom(
     params: &Map<String, Value>,
 ) -> Result<Map<String, Value>, Value> {
     let mut params = params.clone();
-    let asked = params["arguments"]["symptom"].is_string()
+    let asked = params
+        .get("arguments")
+        .and_then(|a| a.get("symptom"))
+        .is_some_and(Value::is_string)
         || outbound.client_capabilities().get("elicitation").is_none();
     if asked {
         return Ok(params);
@@ -177,10 +182,34 @@ pub async fn ask_symptom(
         .filter(|a| a["action"] == "accept")
         .and_then(|a| a["content"]["note"].as_str())
     {
-        if !params.get("arguments").is_some_and(Value::is_object) {
-            params.insert("arguments".into(), json!({}));
+        let args = params.entry("arguments").or_insert_with(|| json!({}));
+        if !args.is_object() {
+            *args = json!({});
         }
-        params["arguments"]["symptom"] = s.into();
+        if let Some(a) = args.as_object_mut() {
+            a.insert("symptom".into(), s.into());
+        }
     }
     Ok(params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_prompt_request_without_arguments_is_answered() {
+        let ctx = ToolContext {
+            node_name: "n1".into(),
+            host: crate::tools::HostPaths::default(),
+            cmdline: Default::default(),
+            hidden_tools: Vec::new(),
+        };
+        let params = json!({"name": TRIAGE}).as_object().cloned().unwrap();
+        let out = mcp_protocol::server::Outbound::detached(mcp::ProtocolVersion::V2025_11_25);
+        let asked = ask_symptom(&out, &params).await.expect("nothing to ask");
+        let v = answer(&ctx, Era::Legacy, method::PROMPTS_GET, &asked, &[]).unwrap();
+        let text = v["messages"][0]["content"]["text"].as_str().unwrap();
+        assert!(text.contains("anything unusual"), "{text}");
+    }
 }
