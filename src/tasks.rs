@@ -93,9 +93,22 @@ pub struct Tasks {
     watches: Arc<std::sync::atomic::AtomicUsize>,
     /// 2025-11-25 tasks on 2025-11-25 backends whose status a caller's session
     /// hears: (pod, backend task id) -> (gateway id, the session).
-    session_followers: Mutex<HashMap<(std::net::IpAddr, String), (String, SessionPush)>>,
+    session_followers: Mutex<HashMap<(std::net::IpAddr, String), SessionFollower>>,
     /// Pods whose call session's GET stream is read for those statuses.
     readers: Mutex<std::collections::HashSet<std::net::IpAddr>>,
+}
+
+/// A caller's session hearing one task's status, until the task ends or `until`.
+struct SessionFollower {
+    id: String,
+    session: SessionPush,
+    until: Instant,
+}
+
+impl SessionFollower {
+    fn live(&self) -> bool {
+        !self.session.is_closed() && self.until > Instant::now()
+    }
 }
 
 /// Tasks whose status is passed to a session from a call session's GET stream, at most.
@@ -496,11 +509,18 @@ pub fn follow_on_call_session(
             .session_followers
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        followers.retain(|_, (_, s)| !s.is_closed());
+        followers.retain(|_, f| f.live());
         if followers.len() >= MAX_SESSION_FOLLOWERS {
             return;
         }
-        followers.insert((ip, handle.backend_id), (id, session));
+        followers.insert(
+            (ip, handle.backend_id),
+            SessionFollower {
+                id,
+                session,
+                until: Instant::now() + TASK_FOLLOW_FOR,
+            },
+        );
     }
     let start = {
         let mut readers = store.readers.lock().unwrap_or_else(|e| e.into_inner());
@@ -525,7 +545,7 @@ async fn read_statuses(
                 .session_followers
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            followers.retain(|_, (_, s)| !s.is_closed());
+            followers.retain(|_, f| f.live());
             followers.keys().any(|(pod, _)| *pod == ip)
         };
         if !followed {
@@ -556,11 +576,11 @@ async fn read_statuses(
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
             let key = (ip, backend_id);
-            let Some((id, session)) = followers.get(&key) else {
+            let Some(f) = followers.get(&key) else {
                 return;
             };
-            swap_ids(&mut params, &key.1, id);
-            session.send(Bytes::from(mcp_protocol::jsonrpc::notification_bytes(
+            swap_ids(&mut params, &key.1, &f.id);
+            f.session.send(Bytes::from(mcp_protocol::jsonrpc::notification_bytes(
                 tasks::STATUS_NOTIFICATION,
                 Some(&params),
             )));
