@@ -580,10 +580,11 @@ async fn read_statuses(
                 return;
             };
             swap_ids(&mut params, &key.1, &f.id);
-            f.session.send(Bytes::from(mcp_protocol::jsonrpc::notification_bytes(
-                tasks::STATUS_NOTIFICATION,
-                Some(&params),
-            )));
+            f.session
+                .send(Bytes::from(mcp_protocol::jsonrpc::notification_bytes(
+                    tasks::STATUS_NOTIFICATION,
+                    Some(&params),
+                )));
             if params["status"].as_str().is_some_and(tasks::is_terminal) {
                 followers.remove(&key);
             }

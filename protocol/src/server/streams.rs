@@ -77,13 +77,15 @@ pub(super) struct ListFrames {
 }
 
 impl ListFrames {
-    /// The SSE frames for what changed between `old` and `new` (empty: nothing wanted).
-    fn for_change(&self, old: ListChanges, new: ListChanges) -> Vec<u8> {
+    /// The SSE frames for what changed between `old` and `new` (empty: nothing wanted;
+    /// without `old`, every list counts as changed).
+    fn for_change(&self, old: Option<ListChanges>, new: ListChanges) -> Vec<u8> {
+        let differs = |f: fn(&ListChanges) -> u64| old.is_none_or(|o| f(&o) != f(&new));
         let mut out = Vec::new();
         for (changed, frame) in [
-            (old.tools != new.tools, &self.tools),
-            (old.prompts != new.prompts, &self.prompts),
-            (old.resources != new.resources, &self.resources),
+            (differs(|c| c.tools), &self.tools),
+            (differs(|c| c.prompts), &self.prompts),
+            (differs(|c| c.resources), &self.resources),
         ] {
             if let (true, Some(f)) = (changed, frame) {
                 out.extend_from_slice(&sse::encode_event(f));
@@ -111,7 +113,15 @@ pub(super) fn change_stream(
     let mut tick = tokio::time::interval(keep_alive);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.reset();
-    let s = stream::unfold((changes, tick, guard), move |(changes, mut tick, guard)| {
+    // What the receiver had delivered when the stream opened (None: a change is
+    // pending or the receiver is busy, so the first change counts for every list).
+    let last = changes
+        .try_lock()
+        .ok()
+        .filter(|rx| !rx.has_changed().unwrap_or(true))
+        .map(|rx| *rx.borrow());
+    let state = (changes, tick, guard, last);
+    let s = stream::unfold(state, move |(changes, mut tick, guard, mut last)| {
         let frames = frames.clone();
         let shutdown = shutdown.clone();
         let pushed = pushed.clone();
@@ -123,11 +133,11 @@ pub(super) fn change_stream(
                         None => std::future::pending().await,
                     }
                 };
+                // Cancel-safe: a change is marked seen only when this resolves.
                 let changed = async {
                     let mut rx = changes.clone().lock_owned().await;
-                    let old = *rx.borrow();
                     match rx.changed().await {
-                        Ok(()) => Some((old, *rx.borrow_and_update())),
+                        Ok(()) => Some(*rx.borrow_and_update()),
                         Err(_) => None,
                     }
                 };
@@ -135,17 +145,18 @@ pub(super) fn change_stream(
                     _ = shutdown.cancelled() => return None,
                     change = changed => match change {
                         None => return None,
-                        Some((old, new)) => {
-                            let out = frames.for_change(old, new);
+                        Some(new) => {
+                            let out = frames.for_change(last, new);
+                            last = Some(new);
                             if !out.is_empty() {
-                                return Some((Bytes::from(out), (changes, tick, guard)));
+                                return Some((Bytes::from(out), (changes, tick, guard, last)));
                             }
                         }
                     },
                     Some(note) = next_pushed => {
-                        return Some((sse::encode_event(&note), (changes, tick, guard)));
+                        return Some((sse::encode_event(&note), (changes, tick, guard, last)));
                     }
-                    _ = tick.tick() => return Some((sse::keep_alive(), (changes, tick, guard))),
+                    _ = tick.tick() => return Some((sse::keep_alive(), (changes, tick, guard, last))),
                 }
             }
         }
