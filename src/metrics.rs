@@ -32,7 +32,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// Distinct `tool` label values kept; later tools are counted as `(other)`.
@@ -127,10 +127,62 @@ impl EncodeLabelValue for CallOutcome {
     }
 }
 
+/// A label value shared by every series that carries it: taking it for a call is a
+/// reference-count increment, not a string allocation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Label(Arc<str>);
+
+impl EncodeLabelValue for Label {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        EncodeLabelValue::encode(&&*self.0, encoder)
+    }
+}
+
+/// A bounded set of label values: a value is its own label while fewer than `max`
+/// distinct values have been seen, else `(other)`. Known values are found under a
+/// read lock, without allocating.
+#[derive(Debug)]
+struct Capped {
+    seen: RwLock<HashSet<Arc<str>>>,
+    max: usize,
+    other: Label,
+}
+
+impl Capped {
+    fn new(max: usize) -> Self {
+        Capped {
+            seen: RwLock::new(HashSet::new()),
+            max,
+            other: Label("(other)".into()),
+        }
+    }
+
+    /// The label of `value`.
+    fn label(&self, value: &str) -> Label {
+        if let Ok(seen) = self.seen.read()
+            && let Some(known) = seen.get(value)
+        {
+            return Label(known.clone());
+        }
+        let Ok(mut seen) = self.seen.write() else {
+            return self.other.clone();
+        };
+        if let Some(known) = seen.get(value) {
+            return Label(known.clone());
+        }
+        if seen.len() >= self.max {
+            return self.other.clone();
+        }
+        let label: Arc<str> = value.into();
+        seen.insert(label.clone());
+        Label(label)
+    }
+}
+
 /// Labels of a call metric.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct CallLabels {
-    tool: String,
+    tool: Label,
     outcome: CallOutcome,
 }
 
@@ -150,14 +202,14 @@ struct RequestLabels {
 /// Labels of a call by node (small clusters only).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct NodeLabels {
-    node: String,
+    node: Label,
     outcome: CallOutcome,
 }
 
 /// Labels of a call to a node server.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct BackendLabels {
-    build: String,
+    build: Label,
     outcome: CallOutcome,
 }
 
@@ -208,19 +260,22 @@ pub struct Metrics {
     sessions: Gauge,
     discovery_healthy: Gauge,
     /// Tool names seen as labels (bounded by [`MAX_TOOL_LABELS`]).
-    tool_labels: Mutex<HashSet<String>>,
+    tool_labels: Capped,
+    /// `(unknown)`: the `tool` of a name the catalog does not have, the `build` of a
+    /// pod not learned yet.
+    unknown: Label,
     requests: Family<RequestLabels, Histogram, fn() -> Histogram>,
     in_flight: Gauge,
     backend: Family<BackendLabels, Histogram, fn() -> Histogram>,
     /// Build digests seen as labels (bounded by [`MAX_BUILD_LABELS`]).
-    build_labels: Mutex<HashSet<String>>,
+    build_labels: Capped,
     watch_restarts: Counter,
     discovery_stale: Gauge<f64, std::sync::atomic::AtomicU64>,
     rebuilds: Family<ChangedLabel, Counter>,
     builds: Gauge,
     node_calls: Family<NodeLabels, Histogram, fn() -> Histogram>,
     /// Node names seen as labels (bounded by `node_label_max`).
-    node_labels: Mutex<HashSet<String>>,
+    node_labels: Capped,
     /// Per-node metrics while the cluster has at most this many nodes (0: off).
     node_label_max: usize,
 }
@@ -340,7 +395,7 @@ impl Default for Metrics {
         Metrics {
             registry,
             node_calls,
-            node_labels: Mutex::new(HashSet::new()),
+            node_labels: Capped::new(0),
             node_label_max: 0,
             calls,
             call_duration,
@@ -349,11 +404,12 @@ impl Default for Metrics {
             tools,
             sessions,
             discovery_healthy,
-            tool_labels: Mutex::new(HashSet::new()),
+            tool_labels: Capped::new(MAX_TOOL_LABELS),
+            unknown: Label("(unknown)".into()),
             requests,
             in_flight,
             backend,
-            build_labels: Mutex::new(HashSet::new()),
+            build_labels: Capped::new(MAX_BUILD_LABELS),
             watch_restarts,
             discovery_stale,
             rebuilds,
@@ -373,6 +429,7 @@ impl Metrics {
     pub fn with_node_labels(max: usize) -> Self {
         Metrics {
             node_label_max: max,
+            node_labels: Capped::new(max),
             ..Metrics::default()
         }
     }
@@ -389,7 +446,7 @@ impl Metrics {
         if self.node_label_max == 0 || cluster_nodes > self.node_label_max {
             return;
         }
-        let node = capped(&self.node_labels, node, self.node_label_max);
+        let node = self.node_labels.label(node);
         self.node_calls
             .get_or_create(&NodeLabels { node, outcome })
             .observe(took.as_secs_f64());
@@ -436,8 +493,8 @@ impl Metrics {
     /// Times one call to a node server whose pod has `build` (None: not learned).
     pub fn record_backend(&self, build: Option<&str>, outcome: CallOutcome, took: Duration) {
         let build = match build {
-            None => "(unknown)".to_string(),
-            Some(b) => capped(&self.build_labels, b, MAX_BUILD_LABELS),
+            None => self.unknown.clone(),
+            Some(b) => self.build_labels.label(b),
         };
         self.backend
             .get_or_create(&BackendLabels { build, outcome })
@@ -462,11 +519,11 @@ impl Metrics {
             .inc();
     }
 
-    fn tool_label(&self, tool: &str, outcome: CallOutcome) -> String {
+    fn tool_label(&self, tool: &str, outcome: CallOutcome) -> Label {
         if outcome == CallOutcome::UnknownTool {
-            return "(unknown)".into();
+            return self.unknown.clone();
         }
-        capped(&self.tool_labels, tool, MAX_TOOL_LABELS)
+        self.tool_labels.label(tool)
     }
 
     /// The OpenMetrics text exposition, with the gauges set from `g`.
@@ -489,22 +546,6 @@ impl Metrics {
         }
         out
     }
-}
-
-/// `value` as a label while fewer than `max` distinct values have been seen, else
-/// `(other)`.
-fn capped(seen: &Mutex<HashSet<String>>, value: &str, max: usize) -> String {
-    let Ok(mut seen) = seen.lock() else {
-        return "(other)".into();
-    };
-    if seen.contains(value) {
-        return value.to_string();
-    }
-    if seen.len() >= max {
-        return "(other)".into();
-    }
-    seen.insert(value.to_string());
-    value.to_string()
 }
 
 /// The content type of [`Metrics::render`].

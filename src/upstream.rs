@@ -11,8 +11,8 @@
 
 use bytes::Bytes;
 use mcp_protocol::client::{
-    ClientError, ClientOptions, McpClient, OnRequest, Reply, RequestOptions, SharedHeaders,
-    http_client,
+    ClientError, ClientOptions, HyperClient, McpClient, OnRequest, Reply, RequestOptions,
+    SharedHeaders, hyper_client,
 };
 use mcp_protocol::jsonrpc::RequestId;
 use mcp_protocol::mcp::{ProtocolVersion, meta};
@@ -27,10 +27,13 @@ use tokio_util::sync::CancellationToken;
 
 /// The MCP clients of the backend pods, keyed by pod IP.
 pub struct Upstreams {
-    http: reqwest::Client,
+    /// The pooled connections of calls: hyper-util's client, since pods are plain
+    /// `http://IP:PORT` and reqwest's per-request work (URL parse, redirect policy,
+    /// its own timer) is a measurable part of a gateway hop.
+    http: HyperClient,
     /// For one-off exchanges (learning a pod's build, listening to it): keeps no idle
     /// connection, so learning 5,000 pods leaves no 5,000 sockets and buffers behind.
-    probe_http: reqwest::Client,
+    probe_http: HyperClient,
     port: u16,
     path: String,
     options: ClientOptions,
@@ -141,14 +144,8 @@ impl Upstreams {
         // for a client that did not declare them), so a backend may always ask.
         options.capabilities = crate::relay::upstream_capabilities();
         Upstreams {
-            http: http_client(Duration::from_secs(5)),
-            probe_http: reqwest::Client::builder()
-                .tcp_nodelay(true)
-                .connect_timeout(Duration::from_secs(5))
-                .pool_max_idle_per_host(0)
-                .no_proxy()
-                .build()
-                .unwrap_or_else(|_| reqwest::Client::new()),
+            http: hyper_client(Duration::from_secs(5), 64),
+            probe_http: hyper_client(Duration::from_secs(5), 0),
             port,
             path: path.to_string(),
             options,

@@ -1,21 +1,25 @@
-//! A Streamable HTTP MCP client on reqwest that talks to servers of either era.
+//! A Streamable HTTP MCP client that talks to servers of either era, over reqwest
+//! (TLS, what tools and tests use) or hyper-util's pooled client (plain-HTTP hops
+//! where the cost per request matters: the gateway's calls to its node servers).
 //!
 //! It connects modern-first (`server/discover`, 2026-07-28) and falls back to the
 //! legacy `initialize` handshake as the 2026-07-28 backward-compatibility rules
 //! prescribe; keeps the legacy session id and re-initialises once when the server
 //! forgets it (404); reads JSON or SSE answers, handing notifications that precede the
 //! response to a callback. One client holds one logical connection and is shared by
-//! concurrent callers; reqwest pools the TCP connections underneath.
+//! concurrent callers; the HTTP client pools the TCP connections underneath.
 
 use bytes::Bytes;
-use futures_util::StreamExt;
-use reqwest::StatusCode;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use http::StatusCode;
+use http::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use http_body_util::BodyExt;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::headers::{self, ParamHeader};
@@ -155,7 +159,7 @@ pub enum ClientError {
         /// The endpoint.
         url: String,
         /// The cause.
-        source: reqwest::Error,
+        source: TransportError,
     },
     /// No answer within the deadline.
     #[error("no answer from {url} within {timeout:?}")]
@@ -212,10 +216,178 @@ pub struct RequestOptions<'a> {
 pub type OnRequest =
     dyn Fn(jsonrpc::Request) -> crate::server::BoxFuture<Result<Value, ErrorObject>> + Send + Sync;
 
+/// The HTTP client under an [`McpClient`]: reqwest (TLS, proxies, custom roots: what
+/// tools and tests use), or hyper-util's pooled HTTP/1.1 client for plain-HTTP hops
+/// where the cost of each request matters (the gateway's backend calls: no URL parse,
+/// no redirect policy, no per-request timer of the HTTP client's own).
+#[derive(Clone, Debug)]
+pub enum Http {
+    /// A reqwest client (see [`http_client`]).
+    Reqwest(reqwest::Client),
+    /// A hyper-util client for `http://` endpoints (see [`hyper_client`]); boxed, as
+    /// it is large and each pooled backend client holds one.
+    Hyper(Box<HyperClient>),
+}
+
+/// hyper-util's pooled client as [`Http::Hyper`] uses it.
+pub type HyperClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Full<Bytes>,
+>;
+
+impl From<HyperClient> for Http {
+    fn from(c: HyperClient) -> Self {
+        Http::Hyper(Box::new(c))
+    }
+}
+
+impl From<reqwest::Client> for Http {
+    fn from(c: reqwest::Client) -> Self {
+        Http::Reqwest(c)
+    }
+}
+
+/// Why an HTTP exchange failed below the protocol (connecting, sending, reading), with
+/// its causes in its message.
+#[derive(Debug)]
+pub struct TransportError {
+    /// The error and its sources, joined.
+    detail: String,
+    /// Whether the connection could not be established (nothing was sent).
+    connect: bool,
+    /// Whether the HTTP client's own deadline passed.
+    timeout: bool,
+    /// Whether the request provably failed before it reached the server: a
+    /// connection that broke before any answer, never a timeout.
+    before_answer: bool,
+}
+
+impl TransportError {
+    /// Whether connecting failed (nothing was sent).
+    pub fn is_connect(&self) -> bool {
+        self.connect
+    }
+
+    /// Whether the HTTP client's deadline passed.
+    pub fn is_timeout(&self) -> bool {
+        self.timeout
+    }
+
+    fn from_reqwest(e: reqwest::Error) -> Self {
+        TransportError {
+            detail: error_chain(&e),
+            connect: e.is_connect(),
+            timeout: e.is_timeout(),
+            before_answer: e.is_request() && !e.is_connect() && !e.is_timeout(),
+        }
+    }
+
+    fn from_hyper_util(e: hyper_util::client::legacy::Error) -> Self {
+        TransportError {
+            detail: error_chain(&e),
+            connect: e.is_connect(),
+            timeout: false,
+            // No response head arrived: the pool already re-sent a request that was
+            // never written; what is left broke before any answer.
+            before_answer: !e.is_connect(),
+        }
+    }
+
+    fn from_body(e: &(dyn std::error::Error + 'static)) -> Self {
+        TransportError {
+            detail: error_chain(e),
+            connect: false,
+            timeout: false,
+            before_answer: false,
+        }
+    }
+}
+
+impl TransportError {
+    /// The exchange's deadline passed before the answer's head.
+    fn late() -> Self {
+        TransportError {
+            detail: "no answer in time".into(),
+            connect: false,
+            timeout: true,
+            before_answer: false,
+        }
+    }
+}
+
+impl std::fmt::Display for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+impl std::error::Error for TransportError {}
+
+/// An error and its sources as one line.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// The body of an answer, from either HTTP client.
+enum AnswerBody {
+    Reqwest(reqwest::Body),
+    Hyper(hyper::body::Incoming),
+}
+
+impl hyper::body::Body for AnswerBody {
+    type Data = Bytes;
+    type Error = TransportError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, TransportError>>> {
+        match self.get_mut() {
+            AnswerBody::Reqwest(b) => Pin::new(b).poll_frame(cx).map_err(|e| {
+                let mut t = TransportError::from_body(&e);
+                t.timeout = e.is_timeout();
+                t
+            }),
+            AnswerBody::Hyper(b) => Pin::new(b)
+                .poll_frame(cx)
+                .map_err(|e| TransportError::from_body(&e)),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            AnswerBody::Reqwest(b) => b.is_end_stream(),
+            AnswerBody::Hyper(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            AnswerBody::Reqwest(b) => b.size_hint(),
+            AnswerBody::Hyper(b) => b.size_hint(),
+        }
+    }
+}
+
+/// An answer's head and body.
+type Answer = http::Response<AnswerBody>;
+
 /// The client.
 pub struct McpClient {
-    http: reqwest::Client,
+    http: Http,
     url: String,
+    /// `url` parsed once (hyper transport: no URL parse per request).
+    uri: Option<http::Uri>,
     options: ClientOptions,
     next_id: AtomicI64,
     state: RwLock<Option<Arc<Connection>>>,
@@ -247,12 +419,35 @@ pub fn http_client(connect_timeout: Duration) -> reqwest::Client {
         .unwrap_or_else(|_| reqwest::Client::new())
 }
 
+/// A hyper-util client for plain `http://` endpoints with the same behaviour as
+/// [`http_client`] (TCP_NODELAY, `connect_timeout`, [`POOL_IDLE_TIMEOUT`], at most
+/// `max_idle_per_host` idle connections per host, 0 for none; a request that finds
+/// its pooled connection closed before it was written is re-sent on a fresh one), at
+/// a fraction of reqwest's cost per request (no URL parse, redirect policy or timer
+/// of its own per request).
+pub fn hyper_client(connect_timeout: Duration, max_idle_per_host: usize) -> HyperClient {
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(connect_timeout));
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .timer(hyper_util::rt::TokioTimer::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_max_idle_per_host(max_idle_per_host)
+        .retry_canceled_requests(true)
+        .build(connector)
+}
+
 impl McpClient {
     /// A client for the endpoint `url` (e.g. `http://10.0.0.5:9028/mcp`).
-    pub fn new(http: reqwest::Client, url: impl Into<String>, options: ClientOptions) -> Self {
+    /// `http` is a reqwest client ([`http_client`]) or a hyper one ([`hyper_client`],
+    /// `http://` endpoints only).
+    pub fn new(http: impl Into<Http>, url: impl Into<String>, options: ClientOptions) -> Self {
+        let url = url.into();
         McpClient {
-            http,
-            url: url.into(),
+            http: http.into(),
+            uri: url.parse().ok(),
+            url,
             options,
             next_id: AtomicI64::new(1),
             state: RwLock::new(None),
@@ -431,16 +626,16 @@ impl McpClient {
     ) -> Result<Reply, ClientError> {
         let conn = self.connect().await?;
         let id = opts.id.clone().unwrap_or_else(|| self.next_id());
-        match self
-            .send(&conn, &id, method_name, params.clone(), &mut opts)
-            .await
-        {
+        // Only a legacy session can be forgotten and retried: no copy otherwise.
+        let again = conn.session.is_some().then(|| params.clone());
+        match self.send(&conn, &id, method_name, params, &mut opts).await {
             Err(ClientError::Http {
                 status: StatusCode::NOT_FOUND,
                 ..
-            }) if conn.session.is_some() => {
+            }) if again.is_some() => {
                 tracing::info!(url = %self.url, "session expired; initializing again");
                 let conn = self.reconnect(Some(&conn)).await?;
+                let params = again.unwrap_or_default();
                 self.send(&conn, &id, method_name, params, &mut opts).await
             }
             other => other,
@@ -703,6 +898,49 @@ impl McpClient {
         HeaderValue::from_str(&headers::encode_header_value(text)).map_err(|e| self.protocol(e))
     }
 
+    /// One exchange with the endpoint: `method`, `headers` and `body`, answered
+    /// within `timeout` (the head; the caller bounds the body).
+    async fn exchange(
+        &self,
+        method: http::Method,
+        headers: HeaderMap,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Answer, TransportError> {
+        match &self.http {
+            Http::Reqwest(http) => {
+                let resp = http
+                    .request(method, &self.url)
+                    .headers(headers)
+                    .timeout(timeout)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(TransportError::from_reqwest)?;
+                Ok(http::Response::from(resp).map(AnswerBody::Reqwest))
+            }
+            Http::Hyper(http) => {
+                let Some(uri) = self.uri.clone() else {
+                    return Err(TransportError {
+                        detail: format!("{} is not a valid URL", self.url),
+                        connect: true,
+                        timeout: false,
+                        before_answer: false,
+                    });
+                };
+                let mut req = http::Request::new(http_body_util::Full::new(body));
+                *req.method_mut() = method;
+                *req.uri_mut() = uri;
+                *req.headers_mut() = headers;
+                match tokio::time::timeout(timeout, http.request(req)).await {
+                    Ok(Ok(resp)) => Ok(resp.map(AnswerBody::Hyper)),
+                    Ok(Err(e)) => Err(TransportError::from_hyper_util(e)),
+                    Err(_) => Err(TransportError::late()),
+                }
+            }
+        }
+    }
+
     /// One POST. With `retry_safe` (a request that may be sent twice), a connection
     /// that broke before any answer arrived is retried once on a fresh connection.
     async fn post(
@@ -711,26 +949,26 @@ impl McpClient {
         body: Vec<u8>,
         timeout: Duration,
         retry_safe: bool,
-    ) -> Result<reqwest::Response, ClientError> {
+    ) -> Result<Answer, ClientError> {
         let body = Bytes::from(body);
-        let send = |headers: HeaderMap, body: Bytes| {
-            self.http
-                .post(&self.url)
-                .headers(headers)
-                .timeout(timeout)
-                .body(body)
-                .send()
-        };
-        let first = send(headers.clone(), body.clone()).await;
-        let outcome = match first {
-            Err(e) if retry_safe && !e.is_timeout() && !e.is_connect() && e.is_request() => {
-                tracing::debug!(url = %self.url, error = %e, "connection broke before the answer; retrying once");
-                send(headers, body).await
+        let outcome = if retry_safe {
+            match self
+                .exchange(http::Method::POST, headers.clone(), body.clone(), timeout)
+                .await
+            {
+                Err(e) if e.before_answer => {
+                    tracing::debug!(url = %self.url, error = %e, "connection broke before the answer; retrying once");
+                    self.exchange(http::Method::POST, headers, body, timeout)
+                        .await
+                }
+                other => other,
             }
-            other => other,
+        } else {
+            self.exchange(http::Method::POST, headers, body, timeout)
+                .await
         };
         outcome.map_err(|source| {
-            if source.is_timeout() {
+            if source.timeout {
                 ClientError::Timeout {
                     url: self.url.clone(),
                     timeout,
@@ -749,7 +987,7 @@ impl McpClient {
     async fn read_reply(
         &self,
         conn: &Connection,
-        resp: reqwest::Response,
+        resp: Answer,
         id: &RequestId,
         opts: &mut RequestOptions<'_>,
     ) -> Result<Reply, ClientError> {
@@ -799,13 +1037,13 @@ impl McpClient {
     async fn read_sse(
         &self,
         conn: &Connection,
-        resp: reqwest::Response,
+        resp: Answer,
         id: &RequestId,
         opts: &mut RequestOptions<'_>,
     ) -> Result<Reply, ClientError> {
         let mut decoder = sse::Decoder::new(self.options.max_message_bytes);
-        let mut chunks = resp.bytes_stream();
-        while let Some(chunk) = chunks.next().await {
+        let mut body = resp.into_body();
+        while let Some(chunk) = next_chunk(&mut body).await {
             let chunk = chunk.map_err(|source| self.body_error(source))?;
             for event in decoder.push(&chunk).map_err(|e| self.protocol(e))? {
                 if event.data.is_empty() {
@@ -876,22 +1114,21 @@ impl McpClient {
         }
     }
 
-    async fn read_body(&self, resp: reqwest::Response) -> Result<Vec<u8>, ClientError> {
-        use http_body_util::BodyExt;
+    async fn read_body(&self, resp: Answer) -> Result<Vec<u8>, ClientError> {
         let limit = self.options.max_message_bytes;
-        match http_body_util::Limited::new(reqwest::Body::from(resp), limit)
+        match http_body_util::Limited::new(resp.into_body(), limit)
             .collect()
             .await
         {
             Ok(collected) => Ok(collected.to_bytes().into()),
-            Err(e) => match e.downcast::<reqwest::Error>() {
+            Err(e) => match e.downcast::<TransportError>() {
                 Ok(source) => Err(self.body_error(*source)),
                 Err(_) => Err(self.protocol(format!("answer larger than {limit} bytes"))),
             },
         }
     }
 
-    async fn http_error(&self, resp: reqwest::Response) -> ClientError {
+    async fn http_error(&self, resp: Answer) -> ClientError {
         let status = resp.status();
         let body = self.read_body(resp).await.unwrap_or_default();
         ClientError::Http {
@@ -901,9 +1138,9 @@ impl McpClient {
         }
     }
 
-    /// A failure while reading an answer: reqwest's deadline covers the body too.
-    fn body_error(&self, source: reqwest::Error) -> ClientError {
-        if source.is_timeout() {
+    /// A failure while reading an answer (the request's deadline covers the body too).
+    fn body_error(&self, source: TransportError) -> ClientError {
+        if source.timeout {
             ClientError::Timeout {
                 url: self.url.clone(),
                 timeout: self.options.request_timeout,
@@ -1033,11 +1270,7 @@ impl McpClient {
         h.insert(ACCEPT, HeaderValue::from_static(headers::TEXT_EVENT_STREAM));
         let work = async {
             let resp = self
-                .http
-                .get(&self.url)
-                .headers(h)
-                .timeout(max_for)
-                .send()
+                .exchange(http::Method::GET, h, Bytes::new(), max_for)
                 .await
                 .map_err(|source| ClientError::Unreachable {
                     url: self.url.clone(),
@@ -1047,8 +1280,8 @@ impl McpClient {
                 return Err(self.http_error(resp).await);
             }
             let mut decoder = sse::Decoder::new(self.options.max_message_bytes);
-            let mut chunks = resp.bytes_stream();
-            while let Some(chunk) = chunks.next().await {
+            let mut body = resp.into_body();
+            while let Some(chunk) = next_chunk(&mut body).await {
                 let chunk = chunk.map_err(|source| self.body_error(source))?;
                 for event in decoder.push(&chunk).map_err(|e| self.protocol(e))? {
                     on_note(Bytes::from(event.data));
@@ -1070,16 +1303,33 @@ impl McpClient {
         if let Some(session) = &conn.session
             && let Ok(v) = HeaderValue::from_str(session)
         {
+            let mut h = HeaderMap::clone(&self.options.extra_headers.get());
+            h.insert(headers::MCP_SESSION_ID, v);
             let _ = self
-                .http
-                .delete(&self.url)
-                .headers(HeaderMap::clone(&self.options.extra_headers.get()))
-                .header(headers::MCP_SESSION_ID, v)
-                .send()
+                .exchange(
+                    http::Method::DELETE,
+                    h,
+                    Bytes::new(),
+                    self.options.request_timeout,
+                )
                 .await;
         }
         if let Ok(mut s) = self.state.write() {
             *s = None;
+        }
+    }
+}
+
+/// The next data chunk of an answer body (trailers skipped); None at its end.
+async fn next_chunk(body: &mut AnswerBody) -> Option<Result<Bytes, TransportError>> {
+    loop {
+        match body.frame().await? {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    return Some(Ok(data));
+                }
+            }
+            Err(e) => return Some(Err(e)),
         }
     }
 }

@@ -22,8 +22,9 @@
 //! - [`server`]: a Streamable HTTP server for tool servers of both eras (sessions, GET
 //!   streams, listen streams, progress, cancellation) over one [`server::McpHandler`] trait
 //!   that answers any client request.
-//! - [`client`]: a Streamable HTTP client on reqwest that talks to servers of either era,
-//!   with [`client::SharedHeaders`] sent on every request (the caller's own credential).
+//! - [`client`]: a Streamable HTTP client that talks to servers of either era, over
+//!   reqwest or hyper-util, with [`client::SharedHeaders`] sent on every request (the
+//!   caller's own credential).
 //! - [`tasks`]: MCP tasks in both shapes (2025-11-25 task-augmented requests, the
 //!   2026-07-28 `io.modelcontextprotocol/tasks` extension) and conversions between them.
 //! - [`token_file`]: a credential file re-read as it rotates, off the request path.
