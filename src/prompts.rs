@@ -130,7 +130,10 @@ pub async fn forward(
     let client = gw.upstreams().client(ip);
     let era = request.outbound.version().era();
     for _ in 0..crate::relay::MAX_INPUT_ROUNDS {
-        let raw = ask_once(gw, &client, ip, method_name, params.clone(), request).await?;
+        let outbound = request.outbound.clone();
+        let mut relay = move |note: Bytes| outbound.relay(note);
+        let target = (ip, method_name);
+        let raw = ask_once(gw, &client, target, params.clone(), request, &mut relay).await?;
         let backend_era = client.connection().map(|c| c.version.era());
         if backend_era == Some(era) {
             return Ok(Bytes::copy_from_slice(raw.get().as_bytes()));
@@ -157,20 +160,21 @@ pub async fn forward(
     )))
 }
 
-/// One round of [`forward`]: the backend's raw result.
-async fn ask_once(
+/// One request to the pod at `ip` (`params` ready to send), its notifications
+/// passed to `on_note` and its questions asked of the client, within the call
+/// deadline and the client's cancellation: the backend's raw result. One round of
+/// [`forward`].
+pub(crate) async fn ask_once(
     gw: &Gateway,
     client: &mcp_protocol::client::McpClient,
-    ip: IpAddr,
-    method_name: &str,
+    (ip, method_name): (IpAddr, &str),
     params: Map<String, Value>,
     request: &ClientRequest,
+    on_note: &mut (dyn FnMut(Bytes) + Send),
 ) -> Result<Box<serde_json::value::RawValue>, ErrorObject> {
-    let outbound = request.outbound.clone();
-    let ask = crate::relay::asker(outbound.clone(), gw.call_timeout());
-    let mut relay = move |note: Bytes| outbound.relay(note);
+    let ask = crate::relay::asker(request.outbound.clone(), gw.call_timeout());
     let opts = RequestOptions {
-        on_notification: Some(&mut relay),
+        on_notification: Some(on_note),
         timeout: Some(gw.call_timeout()),
         on_request: Some(&ask),
         ..Default::default()

@@ -27,7 +27,6 @@
 //! [`LIST_MAX`], newest first), each as the owning node reports it now.
 
 use bytes::Bytes;
-use mcp_protocol::client::RequestOptions;
 use mcp_protocol::jsonrpc::{self, ErrorObject};
 use mcp_protocol::mcp::{Era, meta};
 use mcp_protocol::seal::Sealer;
@@ -373,27 +372,52 @@ pub fn listen(
     let owner = owner_of(extensions);
     let mut honoured = Vec::new();
     for id in ids {
-        let Ok(handle) = store.open(id, &owner) else {
-            continue;
-        };
-        if !handle.modern || handle.backend_id.is_empty() {
-            continue;
+        match start_follow(gw, store, id, &owner, || StatusSink::Listen(sink.clone())) {
+            Follow::Started => honoured.push(id.clone()),
+            Follow::NotFollowable => {}
+            Follow::Full => break,
         }
-        let Ok(ip) = crate::prompts::node_ip(gw, Some(&handle.node)) else {
-            continue;
-        };
-        let Some(slot) = WatchSlot::take(&store.watches) else {
-            break;
-        };
-        let client = gw.upstreams().probe(ip);
-        let (sink, id_out) = (sink.clone(), id.clone());
-        tokio::spawn(async move {
-            let _slot = slot;
-            follow(client, handle, id_out, StatusSink::Listen(sink)).await;
-        });
-        honoured.push(id.clone());
     }
     honoured
+}
+
+/// Whether a task could be followed.
+enum Follow {
+    Started,
+    /// Not the caller's, not on a 2026-07-28 backend, or its node is not ready.
+    NotFollowable,
+    /// [`MAX_WATCHES`] tasks are followed already.
+    Full,
+}
+
+/// Follows the caller's task `id` on its 2026-07-28 node, its status going to the
+/// sink `sink` makes, with a listen stream of its own.
+fn start_follow(
+    gw: &Gateway,
+    store: &Tasks,
+    id: &str,
+    owner: &str,
+    sink: impl FnOnce() -> StatusSink,
+) -> Follow {
+    let Ok(handle) = store.open(id, owner) else {
+        return Follow::NotFollowable;
+    };
+    if !handle.modern || handle.backend_id.is_empty() {
+        return Follow::NotFollowable;
+    }
+    let Ok(ip) = crate::prompts::node_ip(gw, Some(&handle.node)) else {
+        return Follow::NotFollowable;
+    };
+    let Some(slot) = WatchSlot::take(&store.watches) else {
+        return Follow::Full;
+    };
+    let client = gw.upstreams().probe(ip);
+    let (sink, id) = (sink(), id.to_owned());
+    tokio::spawn(async move {
+        let _slot = slot;
+        follow(client, handle, id, sink).await;
+    });
+    Follow::Started
 }
 
 /// One of the [`MAX_WATCHES`] task watches, given back when dropped.
@@ -463,23 +487,7 @@ pub fn follow_for_session(gw: &Gateway, created: &[u8], owner: &str, session: Se
     else {
         return;
     };
-    let Ok(handle) = store.open(&id, owner) else {
-        return;
-    };
-    if !handle.modern || handle.backend_id.is_empty() {
-        return;
-    }
-    let Ok(ip) = crate::prompts::node_ip(gw, Some(&handle.node)) else {
-        return;
-    };
-    let Some(slot) = WatchSlot::take(&store.watches) else {
-        return;
-    };
-    let client = gw.upstreams().probe(ip);
-    tokio::spawn(async move {
-        let _slot = slot;
-        follow(client, handle, id, StatusSink::Session(session)).await;
-    });
+    start_follow(gw, store, &id, owner, || StatusSink::Session(session));
 }
 
 /// A 2025-11-25 caller's task on a 2025-11-25 backend: the backend announces its
@@ -842,30 +850,16 @@ async fn ask(
     crate::upstream::prepare(&mut params, &request.outbound);
     declare_extension(&mut params);
     let client = gw.upstreams().client(ip);
-    let opts = RequestOptions {
-        timeout: Some(gw.call_timeout()),
-        ..Default::default()
-    };
-    let reply = tokio::select! {
-        r = client.request(method_name, params, opts) => r,
-        _ = request.cancel.cancelled() => {
-            return Err(ErrorObject::new(jsonrpc::REQUEST_CANCELLED, "request cancelled"));
-        }
-    };
-    match reply {
-        Ok(Ok(raw)) => match serde_json::from_str::<Value>(raw.get()) {
-            Ok(Value::Object(m)) => Ok(m),
-            _ => Err(ErrorObject::internal(format!(
-                "The MCP server at pod IP {ip} answered {method_name} with something other than an object."
-            ))),
-        },
-        Ok(Err(e)) => Err(e),
-        Err(e) => {
-            tracing::warn!(%ip, method = method_name, error = %e, "backend request failed");
-            Err(ErrorObject::internal(format!(
-                "The MCP server at pod IP {ip} did not answer {method_name}: {e}"
-            )))
-        }
+    // The backend's notifications name its own task id: not relayed.
+    let mut drop_note = |_: Bytes| {};
+    let target = (ip, method_name);
+    let raw =
+        crate::prompts::ask_once(gw, &client, target, params, request, &mut drop_note).await?;
+    match serde_json::from_str::<Value>(raw.get()) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(ErrorObject::internal(format!(
+            "The MCP server at pod IP {ip} answered {method_name} with something other than an object."
+        ))),
     }
 }
 
