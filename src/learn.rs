@@ -78,6 +78,9 @@ pub struct Learner {
     /// Pods asked again because they said their tools changed, with the build they
     /// had then.
     told: HashMap<IpAddr, Option<u64>>,
+    /// Pods that said their tools changed while being asked: the answer in flight
+    /// may predate the change, so they are asked again once it arrives.
+    again: std::collections::HashSet<IpAddr>,
     /// The pods listened to for tools/list_changed.
     listeners: Listeners,
 }
@@ -142,6 +145,7 @@ impl Learner {
             inflight: JoinSet::new(),
             learning: HashMap::new(),
             told: HashMap::new(),
+            again: Default::default(),
             listeners,
         }
     }
@@ -200,8 +204,10 @@ impl Learner {
             .unwrap_or_default();
         let told = self.told.remove(&ip);
         if !self.ready.contains_key(&ip) {
+            self.again.remove(&ip);
             return;
         }
+        let again = self.again.remove(&ip);
         match outcome {
             Ok((tools, server, capabilities)) => {
                 if capabilities.is_object() {
@@ -223,11 +229,20 @@ impl Learner {
                 self.builds.add_failure(ip, e);
             }
         }
+        if again {
+            // It said its tools changed while this answer was in flight, which may
+            // predate the change: ask once more.
+            self.heard(ip);
+        }
     }
 
     /// A pod said its tools changed: ask it again, first.
     fn heard(&mut self, ip: IpAddr) {
-        if !self.ready.contains_key(&ip) || self.learning.contains_key(&ip) {
+        if !self.ready.contains_key(&ip) {
+            return;
+        }
+        if self.learning.contains_key(&ip) {
+            self.again.insert(ip);
             return;
         }
         tracing::debug!(%ip, "the pod says its tools changed");
