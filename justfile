@@ -86,10 +86,10 @@ demo-smoke:
 smoke URL="http://127.0.0.1:9029/mcp" *ARGS:
     scripts/smoke.sh {{URL}} {{ARGS}}
 
-# Measure tools/call throughput and latency: direct, through nginx (if installed: apt-get install nginx-light) and through the gateway ([SECONDS] [CONCURRENCY]).
+# Measure tools/call throughput and latency: direct, through nginx (if installed: apt-get install nginx-light), through a bare hyper proxy and through the gateway ([SECONDS] [CONCURRENCY]).
 bench *ARGS:
-    cargo build --release --workspace
-    cargo run --release --example bench -- {{ARGS}}
+    cargo build --release --workspace --bins --examples
+    target/release/examples/bench {{ARGS}}
 
 # Build both images, IMAGE_REPO/k8s-aggregator-mcp:TAG and IMAGE_REPO/node-mcp-server:TAG (Containerfile targets).
 image:

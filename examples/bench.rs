@@ -1,10 +1,12 @@
 //! Benchmark (not a test): tools/call `node_info` throughput and p50/p99 latency on
-//! loopback against one node server three ways, measured in one run: directly, through
-//! nginx as a plain reverse proxy (the cost of a dumb hop), and through the gateway; at
-//! 1 and at CONCURRENCY callers, for a legacy session and for 2026-07-28. Prints what
-//! each hop adds to the median at one caller and the throughput ratio gateway / nginx.
+//! loopback against one node server four ways, measured in one run: directly, through
+//! nginx as a plain reverse proxy (the cost of a dumb hop), through `bench_proxy` (a
+//! relay-only proxy on the gateway's own HTTP stack: the floor of that stack), and
+//! through the gateway; at 1 and at CONCURRENCY callers, for a legacy session and for
+//! 2026-07-28. Prints what each hop adds to the median at one caller and the throughput
+//! ratios gateway / nginx and gateway / bare hyper proxy.
 //!
-//! `just bench` or: `cargo build --release --workspace && cargo run --release --example bench -- [SECONDS] [CONCURRENCY]`
+//! `just bench` or: `cargo build --release --workspace --bins --examples && target/release/examples/bench [SECONDS] [CONCURRENCY]`
 //!
 //! The node server, nginx (Debian `nginx-light`; when it is not installed the bench says
 //! so and measures the rest) and the gateway (static node list, no cluster) run as real
@@ -12,7 +14,8 @@
 //! each process is stopped by its PID. The load comes from this process with the
 //! project's own MCP client. With two or more CPUs and `taskset` present, the measured
 //! processes are pinned to CPU 0 and this process to the others (BENCH_PIN=0 turns it
-//! off), so the load generator does not compete with what it measures.
+//! off), so the load generator does not compete with what it measures. BENCH_TARGETS
+//! (e.g. `gateway`, or `direct,gateway`) runs only the hops it names, for profiling.
 
 use mcp_protocol::client::{ClientMode, ClientOptions, McpClient, RequestOptions, http_client};
 use serde_json::{Map, Value, json};
@@ -38,9 +41,19 @@ fn binary(name: &str) -> PathBuf {
         .and_then(|p| p.parent())
         .map(|p| p.join(name))
         .expect("target dir");
+    built(path)
+}
+
+/// An example program beside this one (target/<profile>/examples/<name>).
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    built(exe.with_file_name(name))
+}
+
+fn built(path: PathBuf) -> PathBuf {
     assert!(
         path.exists(),
-        "{} missing: cargo build --release --workspace",
+        "{} missing: cargo build --release --workspace --bins --examples",
         path.display()
     );
     path
@@ -221,6 +234,12 @@ fn start_nginx(listen: &str, upstream: &str, pin: &Option<(String, String)>) -> 
     }
 }
 
+/// Whether BENCH_TARGETS (comma-separated: direct, nginx, gateway; all when unset) names
+/// `label`, so one hop can be run alone, e.g. under a profiler.
+fn wanted(label: &str) -> bool {
+    std::env::var("BENCH_TARGETS").map_or(true, |v| v.split(',').any(|t| t.trim() == label))
+}
+
 /// Pins this process (the load generator) to `cpus`.
 fn pin_self(cpus: &str) {
     let _ = Command::new("taskset")
@@ -271,6 +290,16 @@ async fn main() {
         &format!("{backend_ip}:{port}"),
         &pin,
     );
+    let hyper_port = free_port("127.0.0.1");
+    let _hyper_proxy = Killed(
+        measured(&example("bench_proxy"), &pin)
+            .arg(format!("127.0.0.1:{hyper_port}"))
+            .arg(format!("{backend_ip}:{port}"))
+            .spawn()
+            .expect("spawn bench_proxy"),
+    );
+    wait_ready(&format!("http://127.0.0.1:{hyper_port}/healthz")).await;
+    let via_hyper = format!("http://127.0.0.1:{hyper_port}/mcp");
     let via_nginx = format!("http://127.0.0.1:{nginx_port}/mcp");
     if nginx.is_some() {
         wait_ready(&format!("http://127.0.0.1:{nginx_port}/healthz")).await;
@@ -294,9 +323,10 @@ async fn main() {
         for (label, url, args, present) in [
             ("direct", &direct, json!({}), true),
             ("nginx", &via_nginx, json!({}), nginx.is_some()),
+            ("hyper", &via_hyper, json!({}), true),
             ("gateway", &via, json!({"node": "bench-node"}), true),
         ] {
-            if !present {
+            if !present || !wanted(label) {
                 continue;
             }
             let s1 = load(url, mode, args.clone(), secs, 1).await;
@@ -307,20 +337,33 @@ async fn main() {
             many.push((label, sn));
         }
         let find = |v: &[(&str, Stats)], l: &str| v.iter().position(|(x, _)| *x == l);
-        let added = |i: usize| (one[i].1.p50.as_secs_f64() - one[0].1.p50.as_secs_f64()) * 1e6;
-        let g = find(&one, "gateway").unwrap_or(0);
+        let (Some(d), Some(g)) = (find(&one, "direct"), find(&one, "gateway")) else {
+            continue;
+        };
+        let added = |i: usize| (one[i].1.p50.as_secs_f64() - one[d].1.p50.as_secs_f64()) * 1e6;
         print!("  added p50 at 1 caller: gateway {:+.0} µs", added(g));
         match find(&one, "nginx") {
             Some(n) => println!(
                 ", nginx {:+.0} µs; throughput at {concurrency}: gateway / nginx {:.2}, gateway / direct {:.2}",
                 added(n),
                 many[g].1.per_sec / many[n].1.per_sec,
-                many[g].1.per_sec / many[0].1.per_sec
+                many[g].1.per_sec / many[d].1.per_sec
             ),
             None => println!(
                 "; throughput at {concurrency}: gateway / direct {:.2} (no nginx)",
-                many[g].1.per_sec / many[0].1.per_sec
+                many[g].1.per_sec / many[d].1.per_sec
             ),
+        }
+        if let Some(h) = find(&one, "hyper") {
+            println!(
+                "  bare hyper proxy (the gateway's HTTP stack, relaying only): added p50 {:+.0} µs; throughput at {concurrency}: gateway / hyper {:.2}{}",
+                added(h),
+                many[g].1.per_sec / many[h].1.per_sec,
+                find(&one, "nginx").map_or(String::new(), |n| format!(
+                    ", hyper / nginx {:.2}",
+                    many[h].1.per_sec / many[n].1.per_sec
+                ))
+            );
         }
     }
 }
