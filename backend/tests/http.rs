@@ -1373,28 +1373,74 @@ async fn legacy_cancellation_stops_a_long_cpu_usage_call() {
     );
 }
 
-#[tokio::test]
-async fn closing_a_2026_response_stream_cancels_the_call() {
-    let mut b = Backend::start_with(37, "debug").await;
-    // A fresh client so that closing its connection is what the server sees.
-    let own = reqwest::Client::builder()
+/// A client of its own, so that closing its connection is what the server sees.
+fn own_client() -> reqwest::Client {
+    reqwest::Client::builder()
         .no_proxy()
         .http1_only()
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// A 2026-07-28 `cpu_usage` call of 30 s with request id `id` and `_meta` `meta`.
+fn long_modern_call(
+    own: &reqwest::Client,
+    b: &Backend,
+    id: &str,
+    meta: Value,
+) -> reqwest::RequestBuilder {
     let body = modern_body(
-        json!("drop-me"),
+        json!(id),
         "tools/call",
-        json!({"name":"cpu_usage","arguments":{"seconds":30},"_meta":{"progressToken":"t"}}),
+        json!({"name":"cpu_usage","arguments":{"seconds":30},"_meta":meta}),
     );
-    let req = own
-        .post(&b.url)
+    own.post(&b.url)
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
         .set("mcp-protocol-version", MODERN)
         .set("mcp-method", "tools/call")
         .set("mcp-name", "cpu_usage")
-        .body(body.to_string());
+        .body(body.to_string())
+}
+
+/// Waits (10 s at most) for the server's debug line `what` naming request `id`.
+async fn await_cancellation_log(b: &Backend, what: &str, id: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let cancelled = |logs: &str| logs.lines().any(|l| l.contains(what) && l.contains(id));
+    while tokio::time::Instant::now() < deadline && !cancelled(&b.logs()) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        cancelled(&b.logs()),
+        "no sign the server cancelled the call:\n{}",
+        b.logs()
+    );
+}
+
+#[tokio::test]
+async fn closing_the_connection_of_a_2026_json_answer_cancels_the_call() {
+    let mut b = Backend::start_with(38, "debug").await;
+    let own = own_client();
+    // No progress token: the answer would come as JSON, once the call is done.
+    let req = long_modern_call(&own, &b, "hang-up", json!({}));
+    let sent = tokio::spawn(async move { req.send().await.map(|r| r.status()) });
+    // Hang up once the server has the call in hand.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline && !b.logs().contains("tool call started") {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sent.abort();
+    drop(own);
+    await_cancellation_log(&b, "client gone before the answer", "hang-up").await;
+    assert_node_info(&b, &Era::Modern).await;
+    assert!(b.alive());
+}
+
+#[tokio::test]
+async fn closing_a_2026_response_stream_cancels_the_call() {
+    let mut b = Backend::start_with(37, "debug").await;
+    let own = own_client();
+    let req = long_modern_call(&own, &b, "drop-me", json!({"progressToken":"t"}));
     let mut s = open_stream(req).await;
     let first = s.next().await.expect("first progress");
     assert_eq!(first["method"], "notifications/progress");
@@ -1405,19 +1451,6 @@ async fn closing_a_2026_response_stream_cancels_the_call() {
     assert_node_info(&b, &Era::legacy(&b, "2025-11-25").await).await;
     // Its next progress write finds the stream closed, the stream is dropped, and with
     // it the call: the server logs that it cancelled exactly this request.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let cancelled = |logs: &str| {
-        logs.lines().any(|l| {
-            l.contains("response stream closed before the answer") && l.contains("drop-me")
-        })
-    };
-    while tokio::time::Instant::now() < deadline && !cancelled(&b.logs()) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        cancelled(&b.logs()),
-        "no sign the server cancelled the call:\n{}",
-        b.logs()
-    );
+    await_cancellation_log(&b, "response stream closed before the answer", "drop-me").await;
     assert!(b.alive());
 }

@@ -127,8 +127,8 @@ impl<H: McpHandler> McpServer<H> {
         }
     }
 
-    /// tools/call for both eras: JSON, or SSE when progress is streamed (or the
-    /// client takes only SSE, or speaks 2026-07-28 where closing the stream cancels).
+    /// tools/call for both eras: SSE up front when progress is streamed (or the client
+    /// takes only SSE), else as [`Self::respond`] decides.
     pub(super) async fn call(
         &self,
         ctx: Ctx,
@@ -169,8 +169,7 @@ impl<H: McpHandler> McpServer<H> {
             }
         }
         let token = mcp::progress_token(Some(&params)).cloned();
-        let modern = ctx.version.era() == Era::Modern;
-        let use_sse = ctx.accepts.sse && (token.is_some() || modern || !ctx.accepts.json);
+        let use_sse = ctx.accepts.sse && (token.is_some() || !ctx.accepts.json);
         let cancel = CancellationToken::new();
         let hold = match self.admit(&ctx, &id, &cancel) {
             Ok(h) => h,
@@ -210,7 +209,7 @@ impl<H: McpHandler> McpServer<H> {
             Ok(h) => h,
             Err(resp) => return *resp,
         };
-        let use_sse = ctx.accepts.sse && (ctx.version.era() == Era::Modern || !ctx.accepts.json);
+        let use_sse = ctx.accepts.sse && !ctx.accepts.json;
         let (tx, rx) = mpsc::unbounded_channel();
         let outbound = self.outbound(&ctx, &params, ctx.accepts.sse.then_some(tx));
         let request = ClientRequest {
@@ -292,10 +291,13 @@ impl<H: McpHandler> McpServer<H> {
         }
     }
 
-    /// Answers a handled request: JSON when it finishes without sending anything
-    /// (unless SSE was chosen up front), else an SSE stream that starts with the first
-    /// message the handler sent and ends with the response. A cancelled request gets
-    /// no response.
+    /// Answers a handled request. SSE when chosen up front; else JSON when it
+    /// finishes without sending anything, and an SSE stream (starting with the first
+    /// message the handler sent, or with a keep-alive when the answer takes longer than
+    /// one keep-alive interval, so idle proxies do not cut it) when it does not. A
+    /// cancelled request gets no response; a request whose answer is dropped before it
+    /// is ready (the client closed the connection or reset the stream) is cancelled,
+    /// in either framing.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn respond(
         &self,
@@ -311,17 +313,26 @@ impl<H: McpHandler> McpServer<H> {
         if use_sse {
             return body::sse_response(call_stream(id, future, rx, cancel, hold, keep_alive));
         }
+        let dropped = CancelOnDrop {
+            cancel: Some(cancel.clone()),
+            id: &id,
+        };
+        // A slow answer turns into SSE opened with a keep-alive, so idle proxies
+        // between the client and here do not cut it.
         let first = tokio::select! {
             biased;
             _ = cancel.cancelled() => None,
             out = &mut future => Some(Err(out)),
-            Some(frame) = rx.recv(), if ctx.accepts.sse => Some(Ok(frame)),
+            Some(frame) = rx.recv(), if ctx.accepts.sse => Some(Ok(Some(frame))),
+            _ = tokio::time::sleep(keep_alive), if ctx.accepts.sse => Some(Ok(None)),
         };
+        dropped.disarm();
         match first {
             Some(Ok(frame)) => {
-                let head = stream::once(async move { sse::encode_event(&frame) });
+                let head = frame.map_or_else(sse::keep_alive, |f| sse::encode_event(&f));
                 body::sse_response(
-                    head.chain(call_stream(id, future, rx, cancel, hold, keep_alive)),
+                    stream::once(async move { head })
+                        .chain(call_stream(id, future, rx, cancel, hold, keep_alive)),
                 )
             }
             Some(Err(_)) if cancel.is_cancelled() => body::status_response(StatusCode::NO_CONTENT),
@@ -350,6 +361,32 @@ impl<H: McpHandler> McpServer<H> {
             }
             // Cancelled by the client: no JSON-RPC response is sent for it.
             None => body::status_response(StatusCode::NO_CONTENT),
+        }
+    }
+}
+
+/// Cancels a request when dropped armed: hyper drops the answer being awaited when
+/// its client goes away, and the request's work must then stop as it does when an SSE
+/// answer is dropped.
+struct CancelOnDrop<'a> {
+    /// The request's token, until the answer is in hand.
+    cancel: Option<CancellationToken>,
+    /// The request's id, for the debug line.
+    id: &'a RequestId,
+}
+
+impl CancelOnDrop<'_> {
+    /// The answer is in hand: dropping no longer cancels.
+    fn disarm(mut self) {
+        self.cancel = None;
+    }
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(cancel) = self.cancel.take() {
+            cancel.cancel();
+            tracing::debug!(request = %self.id, "client gone before the answer: request cancelled");
         }
     }
 }
