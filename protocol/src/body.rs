@@ -256,7 +256,10 @@ where
                     / limits.min_rate.max(1) as f64,
             );
         let deadline = tokio::time::Instant::from_std(started + allowed);
+        // The body first: a frame already received is taken without arming the
+        // deadline's timer (which costs a wake-up of the I/O driver).
         let frame = tokio::select! {
+            biased;
             frame = body.frame() => frame,
             () = tokio::time::sleep_until(deadline) => {
                 return Err(BodyError::TooSlow { min_rate: limits.min_rate });
