@@ -192,9 +192,24 @@ impl Message {
     }
 
     /// Parses one message from bytes; -32700 when the bytes are not JSON.
+    ///
+    /// Straight into the envelope, with no tree of the whole message in between: a
+    /// response's `result` is kept as the bytes the peer sent.
     pub fn from_slice(bytes: &[u8]) -> Result<Message, ErrorObject> {
-        let value: Value = serde_json::from_slice(bytes).map_err(ErrorObject::parse_error)?;
-        Self::from_value(value)
+        let env: Envelope = serde_json::from_slice(bytes).map_err(|e| {
+            if e.is_data() {
+                ErrorObject::invalid_request(e)
+            } else {
+                ErrorObject::parse_error(e)
+            }
+        })?;
+        // The envelope would also take a positional array; a message is an object.
+        if bytes.trim_ascii_start().first() != Some(&b'{') {
+            return Err(ErrorObject::invalid_request(
+                "a JSON-RPC message must be an object",
+            ));
+        }
+        Self::from_envelope(env)
     }
 
     fn from_envelope(env: Envelope) -> Result<Message, ErrorObject> {
@@ -256,27 +271,44 @@ pub fn meta_of(params: Option<&Map<String, Value>>) -> Option<&Map<String, Value
     params?.get("_meta")?.as_object()
 }
 
+/// An outgoing request or notification as written: borrowed, so sending one copies
+/// nothing into a tree first.
+#[derive(Serialize)]
+struct Outgoing<'a> {
+    jsonrpc: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a RequestId>,
+    method: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    params: Option<&'a Value>,
+}
+
+impl Outgoing<'_> {
+    fn to_vec(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
 /// Serializes a request.
 pub fn request_bytes(id: &RequestId, method: &str, params: Option<&Value>) -> Vec<u8> {
-    let mut obj = Map::new();
-    obj.insert("jsonrpc".into(), "2.0".into());
-    obj.insert("id".into(), id.to_value());
-    obj.insert("method".into(), method.into());
-    if let Some(p) = params {
-        obj.insert("params".into(), p.clone());
+    Outgoing {
+        jsonrpc: "2.0",
+        id: Some(id),
+        method,
+        params,
     }
-    serde_json::to_vec(&Value::Object(obj)).unwrap_or_default()
+    .to_vec()
 }
 
 /// Serializes a notification.
 pub fn notification_bytes(method: &str, params: Option<&Value>) -> Vec<u8> {
-    let mut obj = Map::new();
-    obj.insert("jsonrpc".into(), "2.0".into());
-    obj.insert("method".into(), method.into());
-    if let Some(p) = params {
-        obj.insert("params".into(), p.clone());
+    Outgoing {
+        jsonrpc: "2.0",
+        id: None,
+        method,
+        params,
     }
-    serde_json::to_vec(&Value::Object(obj)).unwrap_or_default()
+    .to_vec()
 }
 
 /// Serializes a success response around an already-serialized result object.
@@ -363,6 +395,21 @@ mod tests {
     }
 
     #[test]
+    fn a_result_keeps_the_bytes_the_peer_sent() {
+        let raw = r#"{"z": 2.50, "a":[1e3, "\u00e9"] }"#;
+        let m =
+            Message::from_slice(format!(r#"{{"jsonrpc":"2.0","id":1,"result":{raw}}}"#).as_bytes())
+                .unwrap();
+        match m {
+            Message::Response(Response {
+                outcome: Ok(result),
+                ..
+            }) => assert_eq!(result.get(), raw),
+            other => panic!("not a result: {other:?}"),
+        }
+    }
+
+    #[test]
     fn rejects_malformed_messages_with_the_right_codes() {
         assert_eq!(
             Message::from_slice(b"{not json").unwrap_err().code,
@@ -379,6 +426,8 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":[1]}"#,
             r#"{"jsonrpc":"2.0","id":1}"#,
             r#"{"jsonrpc":"2.0","method":7}"#,
+            r#"["2.0", 1, "ping"]"#,
+            r#" ["2.0", 1, "ping", null, null, null]"#,
         ] {
             let err = Message::from_slice(bad.as_bytes()).unwrap_err();
             assert_eq!(err.code, INVALID_REQUEST, "{bad}");
@@ -388,6 +437,15 @@ mod tests {
     #[test]
     fn serializes_envelopes_byte_exact() {
         let id = RequestId::String("x\"y".into());
+        let params = json!({"b": 1, "a": [true]});
+        assert_eq!(
+            String::from_utf8(request_bytes(&id, "tools/call", Some(&params))).unwrap(),
+            r#"{"jsonrpc":"2.0","id":"x\"y","method":"tools/call","params":{"b":1,"a":[true]}}"#
+        );
+        assert_eq!(
+            String::from_utf8(notification_bytes("notifications/initialized", None)).unwrap(),
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#
+        );
         assert_eq!(
             String::from_utf8(result_bytes(&id, br#"{"b":1,"a":2}"#)).unwrap(),
             r#"{"jsonrpc":"2.0","id":"x\"y","result":{"b":1,"a":2}}"#

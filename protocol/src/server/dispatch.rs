@@ -79,22 +79,24 @@ impl<H: McpHandler> McpServer<H> {
         };
         let budget = read.permit.map(Arc::new);
         let bytes = read.bytes;
-        let value: Value = match serde_json::from_slice(&bytes) {
-            Ok(v) => v,
-            Err(e) => {
-                return error_response(StatusCode::BAD_REQUEST, None, &ErrorObject::parse_error(e));
-            }
-        };
-        drop(bytes);
-        if let Value::Array(items) = value {
+        if bytes.trim_ascii_start().first() == Some(&b'[') {
+            let items: Vec<Value> = match serde_json::from_slice(&bytes) {
+                Ok(items) => items,
+                Err(e) => {
+                    let e = ErrorObject::parse_error(e);
+                    return error_response(StatusCode::BAD_REQUEST, None, &e);
+                }
+            };
+            drop(bytes);
             return self
                 .batch(&headers, &extensions, budget, accepts, items)
                 .await;
         }
-        let message = match Message::from_value(value) {
+        let message = match Message::from_slice(&bytes) {
             Ok(m) => m,
             Err(e) => return error_response(StatusCode::BAD_REQUEST, None, &e),
         };
+        drop(bytes);
         if let Message::Request(req) = &message
             && req.method == method::INITIALIZE
         {
