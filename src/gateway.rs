@@ -541,7 +541,8 @@ impl Gateway {
         let forwarding = crate::relay::forward_call(client, params, &leg, parked);
         let forwarded = match &traced {
             None => forwarding.await,
-            Some(span) => span.run(forwarding).await,
+            // Boxed: tracing does not double the size of every call's future.
+            Some(span) => span.run(Box::pin(forwarding)).await,
         };
         let took = sent.elapsed();
         let answer = match forwarded {
@@ -643,15 +644,9 @@ fn tool_error(era: Era, text: &str) -> Bytes {
 
 /// Re-shapes a backend result for a client of the other era (`resultType`).
 pub(crate) fn convert_result(raw: &str, era: Era) -> Bytes {
-    match serde_json::from_str::<Value>(raw) {
-        Ok(mut v) => {
-            match era {
-                Era::Modern => mcp::ensure_result_type(&mut v),
-                Era::Legacy => mcp::strip_result_type(&mut v),
-            }
-            Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
-        }
-        Err(_) => Bytes::copy_from_slice(raw.as_bytes()),
+    match mcp::result_for_era(raw, era) {
+        Some(converted) => Bytes::from(converted),
+        None => Bytes::copy_from_slice(raw.as_bytes()),
     }
 }
 

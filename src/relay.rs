@@ -317,10 +317,11 @@ fn relay_note(note: bytes::Bytes, progress: Option<&ProgressSink>, outbound: &Ou
 
 /// The `inputRequests` and `requestState` of an `input_required` result, if it is one.
 pub fn input_required(raw: &str) -> Option<(Map<String, Value>, Option<String>)> {
-    let v: Value = serde_json::from_str(raw).ok()?;
-    if v.get("resultType").and_then(Value::as_str) != Some("input_required") {
+    // Most results are not questions: that is told without a tree of the result.
+    if mcp_protocol::mcp::result_type(raw)?.as_ref() != "input_required" {
         return None;
     }
+    let v: Value = serde_json::from_str(raw).ok()?;
     let requests = v
         .get("inputRequests")
         .and_then(Value::as_object)

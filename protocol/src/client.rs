@@ -636,7 +636,8 @@ impl McpClient {
                 tracing::info!(url = %self.url, "session expired; initializing again");
                 let conn = self.reconnect(Some(&conn)).await?;
                 let params = again.unwrap_or_default();
-                self.send(&conn, &id, method_name, params, &mut opts).await
+                // Boxed: the rare retry does not double the size of every request's future.
+                Box::pin(self.send(&conn, &id, method_name, params, &mut opts)).await
             }
             other => other,
         }

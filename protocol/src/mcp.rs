@@ -2,6 +2,8 @@
 //! for the few payloads this project originates (initialize, discover, tool results,
 //! progress). Payloads owned by peers stay `serde_json::Value`.
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 /// A protocol revision this crate speaks.
@@ -414,6 +416,35 @@ pub fn progress_token(params: Option<&Map<String, Value>>) -> Option<&Value> {
     (token.is_string() || token.is_i64() || token.is_u64()).then_some(token)
 }
 
+/// A result's `resultType`, read without building a tree of the rest (a member
+/// scan that skips every other value).
+pub fn result_type(raw: &str) -> Option<std::borrow::Cow<'_, str>> {
+    #[derive(Deserialize)]
+    struct Probe<'a> {
+        #[serde(rename = "resultType", borrow, default)]
+        result_type: Option<std::borrow::Cow<'a, str>>,
+    }
+    serde_json::from_str::<Probe<'_>>(raw).ok()?.result_type
+}
+
+/// A raw result as `era` shows it: with `resultType: "complete"` added for
+/// 2026-07-28 when it lacks one, without `resultType` for a legacy era. `None` when
+/// the bytes need no change (or are not an object); every other member is kept as
+/// the bytes it came as.
+pub fn result_for_era(raw: &str, era: Era) -> Option<Vec<u8>> {
+    let mut members: indexmap::IndexMap<String, &RawValue> = serde_json::from_str(raw).ok()?;
+    let complete;
+    match era {
+        Era::Modern if !members.contains_key("resultType") => {
+            complete = RawValue::from_string(r#""complete""#.to_string()).ok()?;
+            members.insert("resultType".to_string(), &complete);
+        }
+        Era::Legacy if members.shift_remove("resultType").is_some() => {}
+        _ => return None,
+    }
+    serde_json::to_vec(&members).ok()
+}
+
 /// Adds `resultType: "complete"` to a result object that lacks it (relaying a legacy
 /// backend's answer to a modern client).
 pub fn ensure_result_type(result: &mut Value) {
@@ -435,6 +466,27 @@ pub fn strip_result_type(result: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn result_types_are_added_or_dropped_and_the_rest_kept_as_sent() {
+        let modern = r#"{"resultType":"complete","content":[{"type":"text","text":"2.50 \u00e9"}],"n":1.50}"#;
+        assert_eq!(result_type(modern).as_deref(), Some("complete"));
+        assert_eq!(result_type(r#"{"content":[]}"#), None);
+        assert_eq!(result_type("not json"), None);
+        let legacy = String::from_utf8(result_for_era(modern, Era::Legacy).unwrap()).unwrap();
+        assert_eq!(
+            legacy,
+            r#"{"content":[{"type":"text","text":"2.50 \u00e9"}],"n":1.50}"#
+        );
+        assert_eq!(result_for_era(&legacy, Era::Legacy), None);
+        assert_eq!(result_for_era(modern, Era::Modern), None);
+        let back = String::from_utf8(result_for_era(&legacy, Era::Modern).unwrap()).unwrap();
+        assert_eq!(
+            back,
+            r#"{"content":[{"type":"text","text":"2.50 \u00e9"}],"n":1.50,"resultType":"complete"}"#
+        );
+        assert_eq!(result_for_era("[1]", Era::Modern), None);
+    }
 
     #[test]
     fn versions_round_trip_and_negotiate() {
