@@ -172,7 +172,11 @@ impl Sealer {
         self.watch_every(RELOAD_INTERVAL, stop);
     }
 
-    fn watch_every(self: &Arc<Self>, every: Duration, stop: tokio_util::sync::CancellationToken) {
+    pub(crate) fn watch_every(
+        self: &Arc<Self>,
+        every: Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
         let Some((path, loaded)) = self.file.clone() else {
             return;
         };
@@ -208,6 +212,22 @@ impl Sealer {
 
     fn current(&self) -> Arc<KeyRing> {
         self.ring.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether `token` was sealed with a key this ring still holds, read from its
+    /// first characters without opening it: a cache of tokens already opened uses it
+    /// so that ids of a retired key stop working there too.
+    pub fn holds_key_of(&self, token: &str) -> bool {
+        // 8 characters decode to the format byte, the key id and one nonce byte.
+        let Some(head) = token.get(..8) else {
+            return false;
+        };
+        let mut bytes = [0u8; 6];
+        if B64.decode_slice(head, &mut bytes) != Ok(6) || bytes[0] != VERSION {
+            return false;
+        }
+        let id = &bytes[1..1 + KEY_ID_LEN];
+        self.current().keys.iter().any(|k| k.id[..] == *id)
     }
 
     /// Seals `plaintext` for `purpose`.
@@ -311,6 +331,11 @@ mod tests {
             Sealer::random().open("session", &t),
             Err(SealError::UnknownKey)
         );
+        assert!(s.holds_key_of(&t));
+        assert!(!Sealer::random().holds_key_of(&t));
+        for bad in ["", "short", "not a token!", "é€€€€€€€€"] {
+            assert!(!s.holds_key_of(bad), "{bad}");
+        }
     }
 
     #[test]

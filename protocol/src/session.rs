@@ -9,7 +9,9 @@
 //! them), server-to-client requests awaiting their answer, GET streams, and the level
 //! set by `logging/setLevel` (so that level is per replica: another replica sends
 //! every message until the client sets it there too). Evicting a cache entry never
-//! ends a valid session: its next request rebuilds it.
+//! ends a valid session: its next request rebuilds it. A cached entry is found from
+//! the exact id it was opened from, without opening it again (its key, expiry and
+//! owner are still checked on every request).
 //!
 //! What the caps mean now that ids cost the server no memory: [`SessionConfig::max_sessions`]
 //! bounds the cache of one replica (the least recently used idle entries go first),
@@ -34,8 +36,10 @@
 use rand::RngCore;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
+use subtle::ConstantTimeEq;
 
 use crate::jsonrpc::ErrorObject;
 use crate::mcp::ProtocolVersion;
@@ -145,6 +149,11 @@ pub struct SessionStore {
 struct StoreState {
     /// The cache, by the random id inside the token.
     sessions: HashMap<u128, Arc<Session>>,
+    /// The cached sessions by a keyed hash of their token, so a token seen before is
+    /// found without opening it again (see [`SessionStore::cached`]).
+    tokens: HashMap<u64, u128>,
+    /// The key of those hashes (random per process, so no caller can aim at a slot).
+    token_hasher: std::hash::RandomState,
     /// Cached sessions per owner.
     per_owner: HashMap<String, usize>,
     /// Sessions ended here (DELETE), until their ids expire.
@@ -289,6 +298,8 @@ impl SessionStore {
         }
         *state.per_owner.entry(session.owner.clone()).or_insert(0) += 1;
         state.sessions.insert(session.sid, session.clone());
+        let hash = state.token_hasher.hash_one(&session.id);
+        state.tokens.insert(hash, session.sid);
         true
     }
 
@@ -325,6 +336,9 @@ impl SessionStore {
         requester: Option<&str>,
         changes: impl FnOnce() -> ChangeSignal,
     ) -> Result<Arc<Session>, Lookup> {
+        if let Some(session) = self.cached(id, requester) {
+            return Ok(session);
+        }
         let (sid, sealed, version) = self.open(id, requester)?;
         let mut state = self.state.lock().map_err(|_| Lookup::Unknown)?;
         if state.ended.contains_key(&sid) {
@@ -346,6 +360,28 @@ impl SessionStore {
         }
         tracing::debug!(%version, "session rebuilt from its id");
         Ok(session)
+    }
+
+    /// The cached session whose token is exactly `id`, checked as [`Self::open`]
+    /// would (its key still held, not expired, presented by its owner when bound),
+    /// without opening the token again: that was done when the entry was made. None
+    /// sends the caller the long way, which gives the precise answer.
+    fn cached(&self, id: &str, requester: Option<&str>) -> Option<Arc<Session>> {
+        if id.len() > crate::seal::MAX_TOKEN_CHARS || !self.sealer.holds_key_of(id) {
+            return None;
+        }
+        let state = self.state.lock().ok()?;
+        let sid = state.tokens.get(&state.token_hasher.hash_one(id))?;
+        let session = state.sessions.get(sid)?;
+        let same: bool = session.id.as_bytes().ct_eq(id.as_bytes()).into();
+        if !same || session.expired(unix_ms(SystemTime::now())) {
+            return None;
+        }
+        if session.bound && requester.map(owner_key).as_deref() != Some(session.owner.as_str()) {
+            return None;
+        }
+        session.touch(Instant::now());
+        Some(session.clone())
     }
 
     /// Ends a session (DELETE): cancels its requests here and refuses its id here

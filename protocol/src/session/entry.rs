@@ -45,6 +45,8 @@ pub struct Session {
     pub(super) sid: u128,
     /// Who started it (per-owner cap).
     pub(super) owner: String,
+    /// Whether the owner is an authenticated caller, whom every request must match.
+    pub(super) bound: bool,
     /// When it expires, in Unix milliseconds (sealed into the id).
     pub(super) expires_ms: u64,
     /// Last time a request used the session here (cache eviction).
@@ -90,6 +92,7 @@ impl Session {
             version,
             sid,
             owner: sealed.o,
+            bound: sealed.b,
             expires_ms: sealed.e,
             last_seen: Mutex::new(Instant::now()),
             inflight: Mutex::new(HashMap::new()),

@@ -198,6 +198,31 @@ fn one_owner_only_churns_its_own_entries_and_holds_few_busy_ones() {
     assert!(mint(&s, "other").id.len() > 32);
 }
 
+#[tokio::test]
+async fn a_cached_session_stops_opening_once_its_key_is_retired() {
+    let dir = std::env::temp_dir().join(format!("session-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("keys");
+    std::fs::write(&path, crate::seal::new_key_line()).unwrap();
+    let keys = Sealer::from_file(&path).unwrap();
+    let s = SessionStore::new(SessionConfig {
+        keys: Some(keys.clone()),
+        ..SessionConfig::default()
+    });
+    let c = mint(&s, "c");
+    assert!(get(&s, &c.id).is_ok(), "cached and valid");
+    let stop = CancellationToken::new();
+    keys.watch_every(Duration::from_millis(20), stop.clone());
+    std::fs::write(&path, crate::seal::new_key_line()).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while keys.holds_key_of(&c.id) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    assert_eq!(get(&s, &c.id).unwrap_err(), Lookup::Unknown);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn lifetime_is_sealed_in_the_id() {
     let short = SessionStore::new(SessionConfig {
