@@ -16,6 +16,9 @@
 //! processes are pinned to CPU 0 and this process to the others (BENCH_PIN=0 turns it
 //! off), so the load generator does not compete with what it measures. BENCH_TARGETS
 //! (e.g. `gateway`, or `direct,gateway`) runs only the hops it names, for profiling.
+//! Each target's SECONDS are split into BENCH_ROUNDS (default 4) short runs taken in
+//! turn with the other targets', so a noisy stretch of a shared machine weighs on every
+//! hop alike; the figures are over all rounds.
 
 use mcp_protocol::client::{ClientMode, ClientOptions, McpClient, RequestOptions, http_client};
 use serde_json::{Map, Value, json};
@@ -82,6 +85,14 @@ async fn wait_ready(url: &str) {
     panic!("{url} never became ready");
 }
 
+/// The calls of one target at one concurrency, over all its rounds.
+#[derive(Default)]
+struct Samples {
+    latencies: Vec<Duration>,
+    errors: usize,
+    elapsed: Duration,
+}
+
 struct Stats {
     calls: usize,
     errors: usize,
@@ -90,7 +101,35 @@ struct Stats {
     p99: Duration,
 }
 
-async fn load(url: &str, mode: ClientMode, args: Value, secs: u64, concurrency: usize) -> Stats {
+impl Samples {
+    fn stats(mut self) -> Stats {
+        self.latencies.sort();
+        let all = &self.latencies;
+        let pct = |p: f64| {
+            all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or_default()
+        };
+        Stats {
+            calls: all.len(),
+            errors: self.errors,
+            per_sec: all.len() as f64 / self.elapsed.as_secs_f64().max(1e-9),
+            p50: pct(0.50),
+            p99: pct(0.99),
+        }
+    }
+}
+
+/// `concurrency` callers calling `url` for `run`, after a warm-up; adds their calls
+/// to `into`.
+async fn load(
+    url: &str,
+    mode: ClientMode,
+    args: &Value,
+    run: Duration,
+    concurrency: usize,
+    into: &mut Samples,
+) {
     let mut opts = ClientOptions::new("bench", "0");
     opts.mode = mode;
     let client = Arc::new(McpClient::new(
@@ -101,9 +140,9 @@ async fn load(url: &str, mode: ClientMode, args: Value, secs: u64, concurrency: 
     client.connect().await.expect("connect");
     // Warm-up: pools, sessions, caches.
     for _ in 0..50 {
-        let _ = call(&client, &args).await;
+        let _ = call(&client, args).await;
     }
-    let deadline = Instant::now() + Duration::from_secs(secs);
+    let deadline = Instant::now() + run;
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..concurrency {
@@ -123,27 +162,12 @@ async fn load(url: &str, mode: ClientMode, args: Value, secs: u64, concurrency: 
             (lat, errors)
         }));
     }
-    let mut all = Vec::new();
-    let mut errors = 0;
     for w in workers {
         let (lat, e) = w.await.expect("worker");
-        all.extend(lat);
-        errors += e;
+        into.latencies.extend(lat);
+        into.errors += e;
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    all.sort();
-    let pct = |p: f64| {
-        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
-    Stats {
-        calls: all.len(),
-        errors,
-        per_sec: all.len() as f64 / elapsed,
-        p50: pct(0.50),
-        p99: pct(0.99),
-    }
+    into.elapsed += started.elapsed();
 }
 
 async fn call(client: &McpClient, args: &Value) -> bool {
@@ -234,7 +258,7 @@ fn start_nginx(listen: &str, upstream: &str, pin: &Option<(String, String)>) -> 
     }
 }
 
-/// Whether BENCH_TARGETS (comma-separated: direct, nginx, gateway; all when unset) names
+/// Whether BENCH_TARGETS (comma-separated: direct, nginx, hyper, gateway; all when unset) names
 /// `label`, so one hop can be run alone, e.g. under a profiler.
 fn wanted(label: &str) -> bool {
     std::env::var("BENCH_TARGETS").map_or(true, |v| v.split(',').any(|t| t.trim() == label))
@@ -252,6 +276,12 @@ fn pin_self(cpus: &str) {
 async fn main() {
     let mut argv = std::env::args().skip(1);
     let secs: u64 = argv.next().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let rounds: u32 = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .filter(|r| *r > 0)
+        .unwrap_or(4);
+    let run = Duration::from_secs(secs) / rounds;
     let concurrency: usize = argv.next().and_then(|s| s.parse().ok()).unwrap_or(16);
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let pin = pinning();
@@ -307,7 +337,7 @@ async fn main() {
     let direct = format!("http://{backend_ip}:{port}/mcp");
     let via = format!("http://127.0.0.1:{gw_port}/mcp");
     println!(
-        "tools/call node_info, {secs} s per run, 1 and {concurrency} concurrent callers, loopback, {cpus} CPUs{}",
+        "tools/call node_info, {secs} s per target and concurrency in {rounds} interleaved rounds, 1 and {concurrency} concurrent callers, loopback, {cpus} CPUs{}",
         match &pin {
             Some((s, l)) => format!(", servers pinned to CPU {s}, load generator to CPU {l}"),
             None => ", no pinning".into(),
@@ -318,23 +348,34 @@ async fn main() {
         ("2026-07-28", ClientMode::Modern),
     ] {
         println!("\n{era}:");
-        let mut one = Vec::new();
-        let mut many = Vec::new();
-        for (label, url, args, present) in [
+        let targets: Vec<_> = [
             ("direct", &direct, json!({}), true),
             ("nginx", &via_nginx, json!({}), nginx.is_some()),
             ("hyper", &via_hyper, json!({}), true),
             ("gateway", &via, json!({"node": "bench-node"}), true),
-        ] {
-            if !present || !wanted(label) {
-                continue;
+        ]
+        .into_iter()
+        .filter(|(label, _, _, present)| *present && wanted(label))
+        .collect();
+        // Short rounds, every target in turn, so a noisy stretch of the machine
+        // falls on all of them alike rather than on one.
+        let mut one: Vec<Samples> = targets.iter().map(|_| Samples::default()).collect();
+        let mut many: Vec<Samples> = targets.iter().map(|_| Samples::default()).collect();
+        for _ in 0..rounds {
+            for (i, (_, url, args, _)) in targets.iter().enumerate() {
+                load(url, mode, args, run, 1, &mut one[i]).await;
+                load(url, mode, args, run, concurrency, &mut many[i]).await;
             }
-            let s1 = load(url, mode, args.clone(), secs, 1).await;
-            row(&format!("{label}, 1 caller"), &s1);
-            let sn = load(url, mode, args, secs, concurrency).await;
-            row(&format!("{label}, {concurrency} callers"), &sn);
-            one.push((label, s1));
-            many.push((label, sn));
+        }
+        let labels = targets.iter().map(|(label, ..)| *label);
+        let one: Vec<(&str, Stats)> = labels
+            .clone()
+            .zip(one.into_iter().map(Samples::stats))
+            .collect();
+        let many: Vec<(&str, Stats)> = labels.zip(many.into_iter().map(Samples::stats)).collect();
+        for ((label, s1), (_, sn)) in one.iter().zip(&many) {
+            row(&format!("{label}, 1 caller"), s1);
+            row(&format!("{label}, {concurrency} callers"), sn);
         }
         let find = |v: &[(&str, Stats)], l: &str| v.iter().position(|(x, _)| *x == l);
         let (Some(d), Some(g)) = (find(&one, "direct"), find(&one, "gateway")) else {
