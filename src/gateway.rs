@@ -23,7 +23,7 @@ use crate::catalog::{Catalog, NODE_PARAM};
 use crate::cluster::{Discovery, NodeMap};
 use crate::config::FanoutConfig;
 use crate::metrics::{CallOutcome, Metrics};
-use crate::parked::{Owner, ParkedCalls};
+use crate::parked::{CallOwner, ParkedCalls};
 use crate::policy::{PolicyStore, ToolFacts};
 use crate::upstream::{ForwardError, Upstreams};
 
@@ -350,7 +350,7 @@ struct Audit {
     /// Who called (anonymous when authentication is off).
     caller: Arc<Caller>,
     /// The JSON-RPC id, to find the call in other logs.
-    request_id: String,
+    request_id: mcp_protocol::jsonrpc::RequestId,
     /// The tool asked for.
     tool: String,
     /// The `node` argument as sent (even when it names no known node).
@@ -369,7 +369,7 @@ impl Audit {
         let args = call.arguments();
         Audit {
             caller,
-            request_id: call.id.to_string(),
+            request_id: call.id.clone(),
             tool: call.name.clone(),
             node: args
                 .and_then(|a| a.get(NODE_PARAM))
@@ -463,11 +463,6 @@ impl Gateway {
         if let Err(denial) = grants.check(&caller.subject, facts, &node) {
             return tool_error(CallOutcome::Denied, denial.0);
         }
-        let owner = Owner {
-            node: node.clone(),
-            tool: call.name.clone(),
-            caller: format!("{:?}:{}", caller.source, caller.subject),
-        };
         let task_asked = self
             .tasks
             .as_ref()
@@ -531,7 +526,12 @@ impl Gateway {
             cancel: &cancel,
             timeout: self.call_timeout,
         };
-        let task_owner = task_asked.map(|_| owner.caller.clone());
+        let task_owner = task_asked.map(|_| caller.key());
+        let owner = CallOwner {
+            node: &node,
+            tool: &name,
+            caller,
+        };
         let parked = self.parked.as_deref().map(|p| (p, owner));
         let traced = self.telemetry.as_deref().map(|t| {
             let url = client.url().to_string();

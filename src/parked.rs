@@ -75,7 +75,11 @@ impl Drop for BackendCall {
 
 impl BackendCall {
     /// Starts forwarding `params` (prepared, see [`upstream::prepare`]) to `client`.
-    pub fn start(client: Arc<McpClient>, params: Map<String, Value>, timeout: Duration) -> Self {
+    pub fn start(
+        client: Arc<McpClient>,
+        mut params: Map<String, Value>,
+        timeout: Duration,
+    ) -> Self {
         let (tx, events) = mpsc::channel(EVENT_QUEUE);
         // The call keeps the trace context of the request that started it.
         let task = tokio::spawn(mcp_protocol::tracecontext::carried(async move {
@@ -103,9 +107,15 @@ impl BackendCall {
                 })
             };
             let never = CancellationToken::new();
-            let out =
-                upstream::forward_with(client, params, &mut on_note, &on_request, &never, timeout)
-                    .await;
+            let out = upstream::forward_with(
+                client,
+                &mut params,
+                &mut on_note,
+                &on_request,
+                &never,
+                timeout,
+            )
+            .await;
             let _ = tx.send(Event::Done(out)).await;
         }));
         BackendCall {
@@ -140,6 +150,29 @@ pub struct Owner {
     pub tool: String,
     /// The authenticated caller (source and subject).
     pub caller: String,
+}
+
+/// Who a call belongs to, borrowed from the call: made into an [`Owner`] only when
+/// the call is parked or resumed, so the calls that never are build no strings.
+#[derive(Debug, Clone, Copy)]
+pub struct CallOwner<'a> {
+    /// The node the call runs on.
+    pub node: &'a str,
+    /// The tool called.
+    pub tool: &'a str,
+    /// The authenticated caller.
+    pub caller: &'a crate::auth::Caller,
+}
+
+impl CallOwner<'_> {
+    /// The owner a parked call records.
+    pub fn owned(&self) -> Owner {
+        Owner {
+            node: self.node.to_owned(),
+            tool: self.tool.to_owned(),
+            caller: self.caller.key(),
+        }
+    }
 }
 
 /// A parked call.

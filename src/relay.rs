@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::parked::{BackendCall, Event, Forwarded, Owner, ParkedCalls, Question};
+use crate::parked::{BackendCall, CallOwner, Event, Forwarded, Owner, ParkedCalls, Question};
 use crate::upstream::{self, ForwardError, Leg};
 
 /// Rounds of `input_required` the gateway answers for a legacy client before it gives
@@ -99,7 +99,7 @@ pub async fn forward_call(
     client: Arc<McpClient>,
     mut params: Map<String, Value>,
     leg: &Leg<'_>,
-    parked: Option<(&ParkedCalls, Owner)>,
+    parked: Option<(&ParkedCalls, CallOwner<'_>)>,
 ) -> Result<(Reply, ProtocolVersion), ForwardError> {
     if leg.outbound.version().era() == Era::Modern
         && let Some((parked, owner)) = parked
@@ -108,7 +108,8 @@ pub async fn forward_call(
     }
     let (outbound, timeout) = (leg.outbound, leg.timeout);
     for _ in 0..MAX_INPUT_ROUNDS {
-        let (reply, version) = upstream::forward(client.clone(), params.clone(), leg).await?;
+        // `params` stay ours (as last sent): a retry adds the answers to them.
+        let (reply, version) = upstream::forward(client.clone(), &mut params, leg).await?;
         if version.era() != Era::Modern || outbound.version().era() != Era::Legacy {
             return Ok((reply, version));
         }
@@ -152,7 +153,7 @@ pub async fn forward_modern(
     client: Arc<McpClient>,
     mut params: Map<String, Value>,
     leg: &Leg<'_>,
-    owner: Owner,
+    owner: CallOwner<'_>,
 ) -> Forwarded {
     let state = params
         .get("requestState")
@@ -160,7 +161,7 @@ pub async fn forward_modern(
         .map(str::to_owned);
     let call = match state {
         Some(state) if ParkedCalls::is_ours(&state) => {
-            let (call, questions) = match parked.resume(&state, &owner) {
+            let (call, questions) = match parked.resume(&state, &owner.owned()) {
                 Ok(resumed) => resumed,
                 Err(e) => return Ok((Err(e), ProtocolVersion::LATEST_MODERN)),
             };
@@ -170,7 +171,7 @@ pub async fn forward_modern(
                 call
             } else {
                 // Asked again for what is missing, as the spec suggests.
-                match park_or_refuse(parked, call, unanswered, owner.clone()) {
+                match park_or_refuse(parked, call, unanswered, owner.owned()) {
                     Ok(result) => return Ok(result),
                     Err(call) => call,
                 }
@@ -184,7 +185,7 @@ pub async fn forward_modern(
                 .connection()
                 .is_some_and(|c| c.version.era() == Era::Modern)
             {
-                return upstream::forward(client, params, leg).await;
+                return upstream::forward(client, &mut params, leg).await;
             }
             if other.is_some()
                 && let Ok(conn) = client.connect().await
@@ -211,7 +212,7 @@ async fn drive(
     parked: &ParkedCalls,
     mut call: BackendCall,
     leg: &Leg<'_>,
-    owner: Owner,
+    owner: CallOwner<'_>,
 ) -> Forwarded {
     let Leg {
         progress,
@@ -248,7 +249,7 @@ async fn drive(
                     request: mrtr::input_request(&request.method, &params),
                     answer,
                 };
-                match park_or_refuse(parked, call, vec![question], owner.clone()) {
+                match park_or_refuse(parked, call, vec![question], owner.owned()) {
                     Ok(result) => return Ok(result),
                     Err(back) => call = back,
                 }

@@ -441,7 +441,7 @@ async fn count_watch_restarts(app: App) {
 }
 
 /// Routes one HTTP request.
-pub async fn route(app: App, req: Request<hyper::body::Incoming>) -> Response<Body> {
+pub async fn route(app: Arc<App>, req: Request<hyper::body::Incoming>) -> Response<Body> {
     match (req.method(), req.uri().path()) {
         (_, "/mcp" | "/mcp/") => mcp(&app, req).await,
         (&Method::GET, "/healthz") => body::text_response(StatusCode::OK, "ok\n"),
@@ -500,8 +500,7 @@ async fn mcp(app: &App, mut req: Request<hyper::body::Incoming>) -> Response<Bod
             if caller.source != CallerSource::Anonymous {
                 // Session caps count per caller, not per address (many callers may
                 // come through one proxy).
-                let owner = format!("{:?}:{}", caller.source, caller.subject);
-                req.extensions_mut().insert(SessionOwner(owner));
+                req.extensions_mut().insert(SessionOwner(caller.key()));
             }
             req.extensions_mut().insert(Arc::new(caller));
             let traced = app.telemetry.as_ref().map(|_| traced_request(&mut req));
@@ -635,6 +634,8 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
         pinned_mib = limits.pinned_bytes() / (1024 * 1024),
         "connection limits (memory open connections can pin in buffers)"
     );
+    // Shared, not cloned per request: an App clone copies its config and verifiers.
+    let app = Arc::new(app);
     mcp_protocol::serve::serve_with(
         listener,
         limits,

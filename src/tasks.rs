@@ -134,11 +134,8 @@ struct Held {
 /// Who a request comes from, as task ids record it.
 pub fn owner_of(extensions: &http::Extensions) -> String {
     match extensions.get::<Arc<Caller>>() {
-        Some(c) => format!("{:?}:{}", c.source, c.subject),
-        None => {
-            let c = Caller::anonymous();
-            format!("{:?}:{}", c.source, c.subject)
-        }
+        Some(c) => c.key(),
+        None => Caller::anonymous().key(),
     }
 }
 

@@ -284,9 +284,10 @@ pub struct Leg<'a> {
 /// calling client through `outbound` and answered in the backend's session; `cancel`
 /// reaches the backend (legacy: `notifications/cancelled`; 2026-07-28: the upstream
 /// stream is closed).
+/// `params` are left as sent (idempotent edits), so a caller can send them again.
 pub async fn forward(
     client: Arc<McpClient>,
-    mut params: Map<String, Value>,
+    params: &mut Map<String, Value>,
     leg: &Leg<'_>,
 ) -> Result<(Reply, ProtocolVersion), ForwardError> {
     let Leg {
@@ -295,7 +296,7 @@ pub async fn forward(
         cancel,
         timeout,
     } = *leg;
-    prepare(&mut params, outbound);
+    prepare(params, outbound);
     let mut relay = |note: Bytes| {
         if crate::relay::is_progress(&note) {
             if let Some(sink) = progress {
@@ -321,7 +322,7 @@ pub fn prepare(params: &mut Map<String, Value>, outbound: &Outbound) {
 /// they are (see [`prepare`]).
 pub async fn forward_with(
     client: Arc<McpClient>,
-    params: Map<String, Value>,
+    params: &mut Map<String, Value>,
     on_note: &mut (dyn FnMut(Bytes) + Send),
     on_request: &OnRequest,
     cancel: &CancellationToken,
@@ -341,7 +342,7 @@ pub async fn forward_with(
         id: id.clone(),
     };
     let outcome = tokio::select! {
-        reply = client.call_tool(params, opts) => reply.map_err(ForwardError::from),
+        reply = client.call_tool_mut(params, opts) => reply.map_err(ForwardError::from),
         _ = cancel.cancelled() => Err(ForwardError::Cancelled),
     };
     if !matches!(outcome, Err(ForwardError::Cancelled)) {

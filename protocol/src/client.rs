@@ -396,6 +396,8 @@ pub struct McpClient {
     param_headers: RwLock<HashMap<String, Arc<[ParamHeader]>>>,
     /// Whether `param_headers` has been filled from a tools/list.
     tools_known: std::sync::atomic::AtomicBool,
+    /// `options.client_info` as JSON, built once: every 2026-07-28 request carries it.
+    client_info: Value,
 }
 
 /// How long an idle pooled connection is kept. Below the 30 s after which our
@@ -445,6 +447,7 @@ impl McpClient {
     pub fn new(http: impl Into<Http>, url: impl Into<String>, options: ClientOptions) -> Self {
         let url = url.into();
         McpClient {
+            client_info: options.client_info.to_value(),
             http: http.into(),
             uri: url.parse().ok(),
             url,
@@ -539,7 +542,7 @@ impl McpClient {
                 &probe,
                 &self.next_id(),
                 method::DISCOVER,
-                Map::new(),
+                &mut Map::new(),
                 &mut RequestOptions::default(),
             )
             .await?;
@@ -578,16 +581,19 @@ impl McpClient {
         let params = json!({
             "protocolVersion": ProtocolVersion::LATEST_LEGACY.as_str(),
             "capabilities": self.options.capabilities.clone(),
-            "clientInfo": self.options.client_info.to_value(),
+            "clientInfo": self.client_info,
         });
-        let params = params.as_object().cloned().unwrap_or_default();
+        let mut params = match params {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
         let id = self.next_id();
         let (reply, session) = self
             .send_raw(
                 &conn,
                 &id,
                 method::INITIALIZE,
-                params,
+                &mut params,
                 &mut RequestOptions::default(),
                 true,
             )
@@ -621,21 +627,29 @@ impl McpClient {
     pub async fn request(
         &self,
         method_name: &str,
-        params: Map<String, Value>,
+        mut params: Map<String, Value>,
+        opts: RequestOptions<'_>,
+    ) -> Result<Reply, ClientError> {
+        self.request_mut(method_name, &mut params, opts).await
+    }
+
+    /// [`Self::request`] leaving `params` to the caller, as sent.
+    async fn request_mut(
+        &self,
+        method_name: &str,
+        params: &mut Map<String, Value>,
         mut opts: RequestOptions<'_>,
     ) -> Result<Reply, ClientError> {
         let conn = self.connect().await?;
         let id = opts.id.clone().unwrap_or_else(|| self.next_id());
-        // Only a legacy session can be forgotten and retried: no copy otherwise.
-        let again = conn.session.is_some().then(|| params.clone());
         match self.send(&conn, &id, method_name, params, &mut opts).await {
+            // Only a legacy session can be forgotten and retried.
             Err(ClientError::Http {
                 status: StatusCode::NOT_FOUND,
                 ..
-            }) if again.is_some() => {
+            }) if conn.session.is_some() => {
                 tracing::info!(url = %self.url, "session expired; initializing again");
                 let conn = self.reconnect(Some(&conn)).await?;
-                let params = again.unwrap_or_default();
                 // Boxed: the rare retry does not double the size of every request's future.
                 Box::pin(self.send(&conn, &id, method_name, params, &mut opts)).await
             }
@@ -719,7 +733,18 @@ impl McpClient {
     /// notifications (progress) go to `opts.on_notification` as they arrive.
     pub async fn call_tool(
         &self,
-        params: Map<String, Value>,
+        mut params: Map<String, Value>,
+        opts: RequestOptions<'_>,
+    ) -> Result<Reply, ClientError> {
+        self.call_tool_mut(&mut params, opts).await
+    }
+
+    /// [`Self::call_tool`] leaving `params` to the caller, as sent (with the
+    /// protocol's `_meta`; sending them again is safe): a caller that may repeat the
+    /// call, with more in them, needs no copy.
+    pub async fn call_tool_mut(
+        &self,
+        params: &mut Map<String, Value>,
         opts: RequestOptions<'_>,
     ) -> Result<Reply, ClientError> {
         let conn = self.connect().await?;
@@ -729,7 +754,7 @@ impl McpClient {
                 tracing::debug!(url = %self.url, error = %e, "could not list tools before a call");
             }
         }
-        self.request(method::TOOLS_CALL, params, opts).await
+        self.request_mut(method::TOOLS_CALL, params, opts).await
     }
     async fn notify_on(
         &self,
@@ -747,7 +772,7 @@ impl McpClient {
             (!params.is_empty()).then(|| Value::Object(params)).as_ref(),
         );
         let resp = self
-            .post(headers, body, self.options.request_timeout, true)
+            .post(headers, body, Some(self.options.request_timeout), true)
             .await?;
         let status = resp.status();
         if status.is_success() {
@@ -762,7 +787,7 @@ impl McpClient {
         conn: &Connection,
         id: &RequestId,
         method_name: &str,
-        params: Map<String, Value>,
+        params: &mut Map<String, Value>,
         opts: &mut RequestOptions<'_>,
     ) -> Result<Reply, ClientError> {
         self.send_raw(conn, id, method_name, params, opts, false)
@@ -776,17 +801,18 @@ impl McpClient {
         conn: &Connection,
         id: &RequestId,
         method_name: &str,
-        mut params: Map<String, Value>,
+        params: &mut Map<String, Value>,
         opts: &mut RequestOptions<'_>,
         want_session: bool,
     ) -> Result<(Reply, Option<String>), ClientError> {
-        let headers = self.headers_for(conn, method_name, &mut params)?;
-        let body = jsonrpc::request_bytes(id, method_name, Some(&Value::Object(params)));
+        let headers = self.headers_for(conn, method_name, params)?;
+        let body = jsonrpc::request_bytes_with(id, method_name, params);
         let timeout = opts.timeout.unwrap_or(self.options.request_timeout);
         let work = async {
             // A tools/call may have side effects: never sent twice.
             let retry_safe = method_name != method::TOOLS_CALL;
-            let resp = self.post(headers, body, timeout, retry_safe).await?;
+            // Bounded by the timeout around all of this: no second timer.
+            let resp = self.post(headers, body, None, retry_safe).await?;
             let session = want_session
                 .then(|| resp.headers().get(headers::MCP_SESSION_ID))
                 .flatten()
@@ -812,7 +838,13 @@ impl McpClient {
         params: &mut Map<String, Value>,
     ) -> Result<HeaderMap, ClientError> {
         // The configured extra headers first: the protocol's own headers below win.
-        let mut h = HeaderMap::clone(&self.options.extra_headers.get());
+        let extra = self.options.extra_headers.get();
+        let mut h = if extra.is_empty() {
+            // Room for the protocol's headers: no regrowth while they are added.
+            HeaderMap::with_capacity(8)
+        } else {
+            HeaderMap::clone(&extra)
+        };
         // The trace context of the call this task makes, when tracing is on.
         crate::tracecontext::add_outgoing_headers(&mut h);
         h.insert(
@@ -826,10 +858,13 @@ impl McpClient {
         let version = HeaderValue::from_static(conn.version.as_str());
         match conn.version.era() {
             Era::Legacy => {
-                // Per-request capabilities and log level are 2026-07-28 notions.
+                // The per-request protocol `_meta` is a 2026-07-28 notion (gone also
+                // from params last sent to a 2026-07-28 server).
                 if let Some(Value::Object(m)) = params.get_mut("_meta") {
                     m.shift_remove(meta::CLIENT_CAPABILITIES);
                     m.shift_remove(meta::LOG_LEVEL);
+                    m.shift_remove(meta::PROTOCOL_VERSION);
+                    m.shift_remove(meta::CLIENT_INFO);
                     if m.is_empty() {
                         params.shift_remove("_meta");
                     }
@@ -857,7 +892,7 @@ impl McpClient {
                     m.entry(meta::CLIENT_CAPABILITIES)
                         .or_insert_with(|| self.options.capabilities.clone());
                     m.entry(meta::CLIENT_INFO)
-                        .or_insert_with(|| self.options.client_info.to_value());
+                        .or_insert_with(|| self.client_info.clone());
                 }
                 h.insert(headers::MCP_METHOD, self.header_value(method_name)?);
                 if let Some(field) = headers::name_field(method_name)
@@ -900,20 +935,22 @@ impl McpClient {
     }
 
     /// One exchange with the endpoint: `method`, `headers` and `body`, answered
-    /// within `timeout` (the head; the caller bounds the body).
+    /// within `timeout` (the head; the caller bounds the body; None: the caller bounds
+    /// it all).
     async fn exchange(
         &self,
         method: http::Method,
         headers: HeaderMap,
         body: Bytes,
-        timeout: Duration,
+        timeout: Option<Duration>,
     ) -> Result<Answer, TransportError> {
         match &self.http {
             Http::Reqwest(http) => {
-                let resp = http
-                    .request(method, &self.url)
-                    .headers(headers)
-                    .timeout(timeout)
+                let mut request = http.request(method, &self.url).headers(headers);
+                if let Some(timeout) = timeout {
+                    request = request.timeout(timeout);
+                }
+                let resp = request
                     .body(body)
                     .send()
                     .await
@@ -933,7 +970,11 @@ impl McpClient {
                 *req.method_mut() = method;
                 *req.uri_mut() = uri;
                 *req.headers_mut() = headers;
-                match tokio::time::timeout(timeout, http.request(req)).await {
+                let answer = match timeout {
+                    None => Ok(http.request(req).await),
+                    Some(t) => tokio::time::timeout(t, http.request(req)).await,
+                };
+                match answer {
                     Ok(Ok(resp)) => Ok(resp.map(AnswerBody::Hyper)),
                     Ok(Err(e)) => Err(TransportError::from_hyper_util(e)),
                     Err(_) => Err(TransportError::late()),
@@ -942,13 +983,15 @@ impl McpClient {
         }
     }
 
-    /// One POST. With `retry_safe` (a request that may be sent twice), a connection
-    /// that broke before any answer arrived is retried once on a fresh connection.
+    /// One POST, its answer's head due within `timeout` (None: the caller bounds the
+    /// whole exchange). With `retry_safe` (a request that may be sent twice), a
+    /// connection that broke before any answer arrived is retried once on a fresh
+    /// connection.
     async fn post(
         &self,
         headers: HeaderMap,
         body: Vec<u8>,
-        timeout: Duration,
+        timeout: Option<Duration>,
         retry_safe: bool,
     ) -> Result<Answer, ClientError> {
         let body = Bytes::from(body);
@@ -972,7 +1015,7 @@ impl McpClient {
             if source.timeout {
                 ClientError::Timeout {
                     url: self.url.clone(),
-                    timeout,
+                    timeout: timeout.unwrap_or(self.options.request_timeout),
                 }
             } else {
                 ClientError::Unreachable {
@@ -1102,7 +1145,7 @@ impl McpClient {
             }
         };
         match self
-            .post(headers, body, self.options.request_timeout, false)
+            .post(headers, body, Some(self.options.request_timeout), false)
             .await
         {
             Ok(resp) if resp.status().is_success() => {}
@@ -1271,7 +1314,7 @@ impl McpClient {
         h.insert(ACCEPT, HeaderValue::from_static(headers::TEXT_EVENT_STREAM));
         let work = async {
             let resp = self
-                .exchange(http::Method::GET, h, Bytes::new(), max_for)
+                .exchange(http::Method::GET, h, Bytes::new(), Some(max_for))
                 .await
                 .map_err(|source| ClientError::Unreachable {
                     url: self.url.clone(),
@@ -1311,7 +1354,7 @@ impl McpClient {
                     http::Method::DELETE,
                     h,
                     Bytes::new(),
-                    self.options.request_timeout,
+                    Some(self.options.request_timeout),
                 )
                 .await;
         }

@@ -266,7 +266,7 @@ fn is_loopback_origin(origin: &str) -> bool {
 
 /// Encodes a header value per 2026-07-28: plain when it is printable ASCII without
 /// leading/trailing whitespace, else `=?base64?…?=`.
-pub fn encode_header_value(value: &str) -> String {
+pub fn encode_header_value(value: &str) -> std::borrow::Cow<'_, str> {
     let printable = value
         .bytes()
         .all(|b| (0x20..=0x7e).contains(&b) || b == b'\t');
@@ -274,9 +274,9 @@ pub fn encode_header_value(value: &str) -> String {
     let looks_encoded = value.starts_with("=?base64?") && value.ends_with("?=");
     let plain_ok = printable && !padded && !looks_encoded;
     if plain_ok {
-        value.to_string()
+        value.into()
     } else {
-        format!("=?base64?{}?=", BASE64.encode(value.as_bytes()))
+        format!("=?base64?{}?=", BASE64.encode(value.as_bytes())).into()
     }
 }
 

@@ -274,16 +274,16 @@ pub fn meta_of(params: Option<&Map<String, Value>>) -> Option<&Map<String, Value
 /// An outgoing request or notification as written: borrowed, so sending one copies
 /// nothing into a tree first.
 #[derive(Serialize)]
-struct Outgoing<'a> {
+struct Outgoing<'a, P: Serialize = Value> {
     jsonrpc: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<&'a RequestId>,
     method: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    params: Option<&'a Value>,
+    params: Option<&'a P>,
 }
 
-impl Outgoing<'_> {
+impl<P: Serialize> Outgoing<'_, P> {
     fn to_vec(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }
@@ -296,6 +296,17 @@ pub fn request_bytes(id: &RequestId, method: &str, params: Option<&Value>) -> Ve
         id: Some(id),
         method,
         params,
+    }
+    .to_vec()
+}
+
+/// Serializes a request whose params are an object the caller keeps.
+pub fn request_bytes_with(id: &RequestId, method: &str, params: &Map<String, Value>) -> Vec<u8> {
+    Outgoing {
+        jsonrpc: "2.0",
+        id: Some(id),
+        method,
+        params: Some(params),
     }
     .to_vec()
 }

@@ -432,17 +432,81 @@ pub fn result_type(raw: &str) -> Option<std::borrow::Cow<'_, str>> {
 /// the bytes need no change (or are not an object); every other member is kept as
 /// the bytes it came as.
 pub fn result_for_era(raw: &str, era: Era) -> Option<Vec<u8>> {
-    let mut members: indexmap::IndexMap<String, &RawValue> = serde_json::from_str(raw).ok()?;
-    let complete;
+    let Members(mut members) = serde_json::from_str(raw).ok()?;
+    let has_type = members.iter().any(|(k, _)| k == "resultType");
     match era {
-        Era::Modern if !members.contains_key("resultType") => {
-            complete = RawValue::from_string(r#""complete""#.to_string()).ok()?;
-            members.insert("resultType".to_string(), &complete);
-        }
-        Era::Legacy if members.shift_remove("resultType").is_some() => {}
+        Era::Modern if !has_type => {}
+        Era::Legacy if has_type => members.retain(|(k, _)| k != "resultType"),
         _ => return None,
     }
-    serde_json::to_vec(&members).ok()
+    let mut out = Vec::with_capacity(raw.len() + 24);
+    out.push(b'{');
+    for (i, (key, value)) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, key.as_ref()).ok()?;
+        out.push(b':');
+        out.extend_from_slice(value.get().as_bytes());
+    }
+    if era == Era::Modern {
+        if !members.is_empty() {
+            out.push(b',');
+        }
+        out.extend_from_slice(br#""resultType":"complete""#);
+    }
+    out.push(b'}');
+    Some(out)
+}
+
+/// The members of a JSON object in the order sent, each value as its bytes: what a
+/// change of one top-level member needs, without a map (no hashing, no key copies
+/// unless a key has escapes).
+struct Members<'a>(Vec<(std::borrow::Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+        impl<'de> serde::de::Visitor<'de> for ObjectVisitor {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Members<'de>, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(4));
+                while let Some((Key(key), value)) = map.next_entry::<Key<'de>, &RawValue>()? {
+                    members.push((key, value));
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(ObjectVisitor)
+    }
+}
+
+/// An object key, borrowed from the input when it has no escapes.
+struct Key<'a>(std::borrow::Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(v.into()))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(v.to_owned().into()))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
 }
 
 /// Adds `resultType: "complete"` to a result object that lacks it (relaying a legacy
@@ -486,6 +550,16 @@ mod tests {
             r#"{"content":[{"type":"text","text":"2.50 \u00e9"}],"n":1.50,"resultType":"complete"}"#
         );
         assert_eq!(result_for_era("[1]", Era::Modern), None);
+        assert_eq!(
+            result_for_era("{}", Era::Modern).as_deref(),
+            Some(br#"{"resultType":"complete"}"#.as_slice())
+        );
+        // Escaped keys are written back as JSON strings; every resultType goes.
+        let escaped = r#"{"a\"b":1,"resultType":"complete","resultType":"x"}"#;
+        assert_eq!(
+            result_for_era(escaped, Era::Legacy).as_deref(),
+            Some(br#"{"a\"b":1}"#.as_slice())
+        );
     }
 
     #[test]

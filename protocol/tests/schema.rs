@@ -312,7 +312,7 @@ fn modern_headers_for(body: &Value) -> Vec<(&'static str, String)> {
     if let Some(field) = headers::name_field(method)
         && let Some(name) = body["params"][field].as_str()
     {
-        h.push(("mcp-name", headers::encode_header_value(name)));
+        h.push(("mcp-name", headers::encode_header_value(name).into_owned()));
     }
     h
 }

@@ -49,6 +49,12 @@ impl Caller {
             scopes: Vec::new(),
         }
     }
+
+    /// The caller as one string (`Source:subject`): what parked calls, tasks and
+    /// session caps belong to.
+    pub fn key(&self) -> String {
+        format!("{:?}:{}", self.source, self.subject)
+    }
 }
 
 /// Which mode authenticated a caller.

@@ -106,7 +106,7 @@ impl<H: McpHandler> McpServer<H> {
             self.modern(&headers, extensions, budget, accepts, message)
                 .await
         } else {
-            let mut ctx = match self.legacy_ctx(&headers, &extensions, accepts) {
+            let mut ctx = match self.legacy_ctx(&headers, extensions, accepts) {
                 Ok(ctx) => ctx,
                 Err(resp) => return *resp,
             };
@@ -133,7 +133,7 @@ impl<H: McpHandler> McpServer<H> {
     /// takes only SSE), else as [`Self::respond`] decides.
     pub(super) async fn call(
         &self,
-        ctx: Ctx,
+        mut ctx: Ctx,
         req: Request,
         modern_headers: Option<&HeaderMap>,
     ) -> Response<Body> {
@@ -185,7 +185,7 @@ impl<H: McpHandler> McpServer<H> {
             }),
             _ => None,
         };
-        let outbound = self.outbound(&ctx, &params, ctx.accepts.sse.then_some(tx));
+        let outbound = self.outbound(&mut ctx, &params, tx);
         let call = ToolCall {
             id: id.clone(),
             version: ctx.version,
@@ -194,7 +194,8 @@ impl<H: McpHandler> McpServer<H> {
             progress,
             outbound,
             cancel: cancel.clone(),
-            extensions: ctx.extensions.clone(),
+            // Moved, not cloned: only the framing is read from `ctx` from here on.
+            extensions: std::mem::take(&mut ctx.extensions),
         };
         let future = self.inner.handler.call_tool(call);
         self.respond(&ctx, id, use_sse, cancel, hold, rx, future)
@@ -203,7 +204,7 @@ impl<H: McpHandler> McpServer<H> {
 
     /// Any other request the handler serves: the same caps, outbound channel,
     /// cancellation and framing as a tool call.
-    pub(super) async fn other(&self, ctx: Ctx, req: Request) -> Response<Body> {
+    pub(super) async fn other(&self, mut ctx: Ctx, req: Request) -> Response<Body> {
         let id = req.id.clone();
         let params = req.params.unwrap_or_default();
         let cancel = CancellationToken::new();
@@ -213,14 +214,15 @@ impl<H: McpHandler> McpServer<H> {
         };
         let use_sse = ctx.accepts.sse && !ctx.accepts.json;
         let (tx, rx) = mpsc::unbounded_channel();
-        let outbound = self.outbound(&ctx, &params, ctx.accepts.sse.then_some(tx));
+        let outbound = self.outbound(&mut ctx, &params, tx);
         let request = ClientRequest {
             id: id.clone(),
             method: req.method,
             params,
             outbound,
             cancel: cancel.clone(),
-            extensions: ctx.extensions.clone(),
+            // Moved, not cloned: only the framing is read from `ctx` from here on.
+            extensions: std::mem::take(&mut ctx.extensions),
         };
         let future = self.inner.handler.handle_request(request);
         self.respond(&ctx, id, use_sse, cancel, hold, rx, future)
@@ -263,21 +265,22 @@ impl<H: McpHandler> McpServer<H> {
         })
     }
 
-    /// The outbound channel of one request (`tx`: its SSE frames, when the client
-    /// takes SSE).
+    /// The outbound channel of one request (`tx`: its SSE frames, used when the client
+    /// takes SSE); takes the client's capabilities out of `ctx`.
     pub(super) fn outbound(
         &self,
-        ctx: &Ctx,
+        ctx: &mut Ctx,
         params: &Map<String, Value>,
-        tx: Option<mpsc::UnboundedSender<Bytes>>,
+        tx: mpsc::UnboundedSender<Bytes>,
     ) -> Outbound {
         let modern = ctx.version.era() == Era::Modern;
+        let tx = ctx.accepts.sse.then_some(tx);
         let meta = params.get("_meta").and_then(Value::as_object);
         Outbound {
             tx,
             version: ctx.version,
             session: ctx.session.clone(),
-            capabilities: ctx.client_capabilities.clone(),
+            capabilities: std::mem::take(&mut ctx.client_capabilities),
             modern_log_level: meta
                 .and_then(|m| m.get(meta::LOG_LEVEL))
                 .and_then(Value::as_str)

@@ -10,8 +10,8 @@ use crate::session::{Lookup, SessionStart};
 pub struct RpcMethod(pub String);
 
 /// Tags `resp` with the method it answers.
-fn tagged(mut resp: Response<Body>, method: &str) -> Response<Body> {
-    resp.extensions_mut().insert(RpcMethod(method.to_string()));
+fn tagged(mut resp: Response<Body>, method: impl Into<String>) -> Response<Body> {
+    resp.extensions_mut().insert(RpcMethod(method.into()));
     resp
 }
 
@@ -72,7 +72,7 @@ impl<H: McpHandler> McpServer<H> {
     pub(super) fn legacy_ctx(
         &self,
         headers: &HeaderMap,
-        extensions: &http::Extensions,
+        extensions: http::Extensions,
         accepts: Accepts,
     ) -> Result<Ctx, Box<Response<Body>>> {
         let header_version = match headers.get(headers::MCP_PROTOCOL_VERSION) {
@@ -135,7 +135,7 @@ impl<H: McpHandler> McpServer<H> {
                 .map(|s| s.client_capabilities())
                 .unwrap_or_default(),
             session,
-            extensions: extensions.clone(),
+            extensions,
             budget: None,
         })
     }
@@ -147,7 +147,7 @@ impl<H: McpHandler> McpServer<H> {
             Message::Response(_) => "(response)".to_string(),
         };
         let resp = self.legacy_message(ctx, message).await;
-        tagged(resp, &name)
+        tagged(resp, name)
     }
 
     async fn legacy_message(&self, ctx: Ctx, message: Message) -> Response<Body> {
@@ -239,7 +239,7 @@ impl<H: McpHandler> McpServer<H> {
                 ),
             );
         }
-        let mut ctx = match self.legacy_ctx(headers, extensions, accepts) {
+        let mut ctx = match self.legacy_ctx(headers, extensions.clone(), accepts) {
             Ok(ctx) => ctx,
             Err(resp) => return *resp,
         };
@@ -332,7 +332,7 @@ impl<H: McpHandler> McpServer<H> {
                 &ErrorObject::invalid_request("GET needs Accept: text/event-stream"),
             );
         }
-        let ctx = match self.legacy_ctx(headers, extensions, accepts) {
+        let ctx = match self.legacy_ctx(headers, extensions.clone(), accepts) {
             Ok(ctx) => ctx,
             Err(resp) => return *resp,
         };
