@@ -872,18 +872,18 @@ impl McpClient {
                 if let Some(s) = &conn.session {
                     let v = HeaderValue::from_str(s)
                         .map_err(|_| self.protocol("session id is not a valid header value"))?;
-                    h.insert(headers::MCP_SESSION_ID, v);
+                    h.insert(headers::name::MCP_SESSION_ID, v);
                 }
                 if conn.version != ProtocolVersion::V2025_03_26 && method_name != method::INITIALIZE
                 {
-                    h.insert(headers::MCP_PROTOCOL_VERSION, version);
+                    h.insert(headers::name::MCP_PROTOCOL_VERSION, version);
                 }
             }
             Era::Modern => {
                 if method_name.starts_with("notifications/") {
                     return Ok(h);
                 }
-                h.insert(headers::MCP_PROTOCOL_VERSION, version);
+                h.insert(headers::name::MCP_PROTOCOL_VERSION, version);
                 let meta_obj = params
                     .entry("_meta")
                     .or_insert_with(|| Value::Object(Map::new()));
@@ -894,11 +894,16 @@ impl McpClient {
                     m.entry(meta::CLIENT_INFO)
                         .or_insert_with(|| self.client_info.clone());
                 }
-                h.insert(headers::MCP_METHOD, self.header_value(method_name)?);
+                let method_value = match method_name {
+                    // The method of nearly every request: no copy.
+                    method::TOOLS_CALL => HeaderValue::from_static(method::TOOLS_CALL),
+                    other => self.header_value(other)?,
+                };
+                h.insert(headers::name::MCP_METHOD, method_value);
                 if let Some(field) = headers::name_field(method_name)
                     && let Some(name) = params.get(field).and_then(Value::as_str)
                 {
-                    h.insert(headers::MCP_NAME, self.header_value(name)?);
+                    h.insert(headers::name::MCP_NAME, self.header_value(name)?);
                     if method_name == method::TOOLS_CALL {
                         self.add_param_headers(&mut h, name, params)?;
                     }
@@ -1348,7 +1353,7 @@ impl McpClient {
             && let Ok(v) = HeaderValue::from_str(session)
         {
             let mut h = HeaderMap::clone(&self.options.extra_headers.get());
-            h.insert(headers::MCP_SESSION_ID, v);
+            h.insert(headers::name::MCP_SESSION_ID, v);
             let _ = self
                 .exchange(
                     http::Method::DELETE,

@@ -19,6 +19,20 @@ pub const MCP_PROTOCOL_VERSION: &str = "mcp-protocol-version";
 pub const MCP_METHOD: &str = "mcp-method";
 /// 2026-07-28: mirrors `params.name` / `params.uri`.
 pub const MCP_NAME: &str = "mcp-name";
+/// The protocol's header names as [`http::HeaderName`]s, to insert without the name
+/// being parsed and copied again on every request.
+pub mod name {
+    use http::HeaderName;
+    /// [`super::MCP_SESSION_ID`].
+    pub const MCP_SESSION_ID: HeaderName = HeaderName::from_static(super::MCP_SESSION_ID);
+    /// [`super::MCP_PROTOCOL_VERSION`].
+    pub const MCP_PROTOCOL_VERSION: HeaderName =
+        HeaderName::from_static(super::MCP_PROTOCOL_VERSION);
+    /// [`super::MCP_METHOD`].
+    pub const MCP_METHOD: HeaderName = HeaderName::from_static(super::MCP_METHOD);
+    /// [`super::MCP_NAME`].
+    pub const MCP_NAME: HeaderName = HeaderName::from_static(super::MCP_NAME);
+}
 /// 2026-07-28: prefix of the headers that mirror `x-mcp-header` parameters.
 pub const MCP_PARAM_PREFIX: &str = "mcp-param-";
 /// JSON media type.
@@ -48,7 +62,7 @@ impl Accepts {
             for item in value.split(',') {
                 seen = true;
                 let mut parts = item.split(';');
-                let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+                let media = parts.next().unwrap_or("").trim();
                 let refused = parts.any(|p| {
                     let p = p.trim();
                     p.eq_ignore_ascii_case("q=0") || p == "q=0.0" || p == "q=0.00" || p == "q=0.000"
@@ -56,14 +70,14 @@ impl Accepts {
                 if refused {
                     continue;
                 }
-                match media.as_str() {
-                    "*/*" => {
-                        acc.json = true;
-                        acc.sse = true;
-                    }
-                    "application/*" | APPLICATION_JSON => acc.json = true,
-                    "text/*" | TEXT_EVENT_STREAM => acc.sse = true,
-                    _ => {}
+                let is = |name: &str| media.eq_ignore_ascii_case(name);
+                if is("*/*") {
+                    acc.json = true;
+                    acc.sse = true;
+                } else if is("application/*") || is(APPLICATION_JSON) {
+                    acc.json = true;
+                } else if is("text/*") || is(TEXT_EVENT_STREAM) {
+                    acc.sse = true;
                 }
             }
         }
@@ -283,6 +297,11 @@ pub fn encode_header_value(value: &str) -> std::borrow::Cow<'_, str> {
 /// Decodes a header value, undoing the Base64 sentinel; Err on invalid characters or
 /// invalid Base64.
 pub fn decode_header_value(raw: &http::HeaderValue) -> Result<String, String> {
+    decode_header_text(raw).map(std::borrow::Cow::into_owned)
+}
+
+/// [`decode_header_value`], borrowing the header's text when it is plain.
+fn decode_header_text(raw: &http::HeaderValue) -> Result<std::borrow::Cow<'_, str>, String> {
     let s = raw
         .to_str()
         .map_err(|_| "contains characters outside visible ASCII".to_string())?;
@@ -293,9 +312,11 @@ pub fn decode_header_value(raw: &http::HeaderValue) -> Result<String, String> {
         let bytes = BASE64
             .decode(inner)
             .map_err(|e| format!("has an invalid Base64 value: {e}"))?;
-        String::from_utf8(bytes).map_err(|_| "Base64 value is not UTF-8".to_string())
+        String::from_utf8(bytes)
+            .map(Into::into)
+            .map_err(|_| "Base64 value is not UTF-8".to_string())
     } else {
-        Ok(s.to_string())
+        Ok(s.into())
     }
 }
 
@@ -490,7 +511,10 @@ pub fn check_param_headers(
 }
 
 /// A header that must appear at most once, decoded.
-fn single_header(headers: &HeaderMap, name: &str) -> Result<Option<String>, ErrorObject> {
+fn single_header<'h>(
+    headers: &'h HeaderMap,
+    name: &str,
+) -> Result<Option<std::borrow::Cow<'h, str>>, ErrorObject> {
     let mut values = headers.get_all(name).iter();
     let Some(first) = values.next() else {
         return Ok(None);
@@ -500,7 +524,7 @@ fn single_header(headers: &HeaderMap, name: &str) -> Result<Option<String>, Erro
             "{name} appears more than once"
         )));
     }
-    decode_header_value(first)
+    decode_header_text(first)
         .map(Some)
         .map_err(|e| ErrorObject::header_mismatch(format!("{name} {e}")))
 }

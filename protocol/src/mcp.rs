@@ -416,9 +416,13 @@ pub fn progress_token(params: Option<&Map<String, Value>>) -> Option<&Value> {
     (token.is_string() || token.is_i64() || token.is_u64()).then_some(token)
 }
 
-/// A result's `resultType`, read without building a tree of the rest (a member
-/// scan that skips every other value).
+/// A result's `resultType`, read without building a tree of the rest: from the
+/// first member when it is there (where 2026-07-28 servers put it), else by a member
+/// scan that skips every other value.
 pub fn result_type(raw: &str) -> Option<std::borrow::Cow<'_, str>> {
+    if let Some(leading) = leading_result_type(raw) {
+        return Some(leading.value);
+    }
     #[derive(Deserialize)]
     struct Probe<'a> {
         #[serde(rename = "resultType", borrow, default)]
@@ -427,11 +431,67 @@ pub fn result_type(raw: &str) -> Option<std::borrow::Cow<'_, str>> {
     serde_json::from_str::<Probe<'_>>(raw).ok()?.result_type
 }
 
+/// A `resultType` that is the first member of a result object.
+struct LeadingType<'a> {
+    /// Its value.
+    value: std::borrow::Cow<'a, str>,
+    /// Where the rest of the object starts: past the member and its comma (or at
+    /// the closing brace when it is the only member).
+    rest: usize,
+}
+
+/// The first member of the object `raw` when it is `"resultType": "<string>"`,
+/// found by reading only that far. `raw` must be JSON (a relayed `result` is checked
+/// when its message is parsed); anything else, or another first member, is None.
+fn leading_result_type(raw: &str) -> Option<LeadingType<'_>> {
+    let bytes = raw.as_bytes();
+    let skip_ws = |mut i: usize| {
+        while bytes.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        i
+    };
+    let open = skip_ws(0);
+    if bytes.get(open) != Some(&b'{') {
+        return None;
+    }
+    let key = skip_ws(open + 1);
+    let after_key = key + br#""resultType""#.len();
+    if bytes.get(key..after_key) != Some(br#""resultType""#.as_slice()) {
+        return None;
+    }
+    let colon = skip_ws(after_key);
+    if bytes.get(colon) != Some(&b':') {
+        return None;
+    }
+    let start = skip_ws(colon + 1);
+    let mut values = serde_json::Deserializer::from_str(raw.get(start..)?).into_iter::<Key<'_>>();
+    let Key(value) = values.next()?.ok()?;
+    let end = skip_ws(start + values.byte_offset());
+    let rest = match bytes.get(end)? {
+        b',' => skip_ws(end + 1),
+        b'}' => end,
+        _ => return None,
+    };
+    Some(LeadingType { value, rest })
+}
+
 /// A raw result as `era` shows it: with `resultType: "complete"` added for
 /// 2026-07-28 when it lacks one, without `resultType` for a legacy era. `None` when
 /// the bytes need no change (or are not an object); every other member is kept as
 /// the bytes it came as.
 pub fn result_for_era(raw: &str, era: Era) -> Option<Vec<u8>> {
+    match (leading_result_type(raw), era) {
+        // Where 2026-07-28 servers put it: cut out without reading the rest.
+        (Some(leading), Era::Legacy) => {
+            let mut out = Vec::with_capacity(raw.len());
+            out.push(b'{');
+            out.extend_from_slice(&raw.as_bytes()[leading.rest..]);
+            return Some(out);
+        }
+        (Some(_), Era::Modern) => return None,
+        (None, _) => {}
+    }
     let Members(mut members) = serde_json::from_str(raw).ok()?;
     let has_type = members.iter().any(|(k, _)| k == "resultType");
     match era {
@@ -550,6 +610,25 @@ mod tests {
             r#"{"content":[{"type":"text","text":"2.50 \u00e9"}],"n":1.50,"resultType":"complete"}"#
         );
         assert_eq!(result_for_era("[1]", Era::Modern), None);
+        // A leading resultType is cut out and the rest kept byte for byte, spacing too.
+        let spaced = " {\n \"resultType\" : \"complete\" ,\n \"content\" : [ ] }";
+        assert_eq!(result_type(spaced).as_deref(), Some("complete"));
+        assert_eq!(
+            result_for_era(spaced, Era::Legacy).as_deref(),
+            Some(b"{\"content\" : [ ] }".as_slice())
+        );
+        let only = r#"{"resultType":"complete"}"#;
+        assert_eq!(
+            result_for_era(only, Era::Legacy).as_deref(),
+            Some(b"{}".as_slice())
+        );
+        assert_eq!(result_for_era(only, Era::Modern), None);
+        // Escapes in the value are read; a non-string resultType is not one.
+        assert_eq!(
+            result_type(r#"{"resultType":"input\u005frequired","x":1}"#).as_deref(),
+            Some("input_required")
+        );
+        assert_eq!(result_type(r#"{"resultType":5}"#), None);
         assert_eq!(
             result_for_era("{}", Era::Modern).as_deref(),
             Some(br#"{"resultType":"complete"}"#.as_slice())

@@ -61,7 +61,7 @@ impl<H: McpHandler> McpServer<H> {
                 );
             };
             if let Ok(v) = HeaderValue::from_str(&session.id) {
-                resp.headers_mut().insert(headers::MCP_SESSION_ID, v);
+                resp.headers_mut().insert(headers::name::MCP_SESSION_ID, v);
             }
             tracing::debug!(%version, "session started");
         }
