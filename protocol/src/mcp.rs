@@ -486,7 +486,7 @@ pub fn result_for_era(raw: &str, era: Era) -> Option<Vec<u8>> {
         (Some(leading), Era::Legacy) => {
             let mut out = Vec::with_capacity(raw.len());
             out.push(b'{');
-            out.extend_from_slice(&raw.as_bytes()[leading.rest..]);
+            out.extend_from_slice(raw.as_bytes().get(leading.rest..)?);
             return Some(out);
         }
         (Some(_), Era::Modern) => return None,
@@ -548,26 +548,8 @@ impl<'de> Deserialize<'de> for Members<'de> {
 }
 
 /// An object key, borrowed from the input when it has no escapes.
-struct Key<'a>(std::borrow::Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(v.into()))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(v.to_owned().into()))
-            }
-        }
-        d.deserialize_str(KeyVisitor)
-    }
-}
+#[derive(Deserialize)]
+struct Key<'a>(#[serde(borrow)] std::borrow::Cow<'a, str>);
 
 /// Adds `resultType: "complete"` to a result object that lacks it (relaying a legacy
 /// backend's answer to a modern client).
