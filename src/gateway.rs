@@ -538,11 +538,14 @@ impl Gateway {
             crate::telemetry::backend_call(t, &name, &node, ip, &url, build.as_deref(), &mut params)
         });
         let sent = Instant::now();
-        let forwarding = crate::relay::forward_call(client, params, &leg, parked);
+        // Built where it is awaited: a named future would be stored twice in this one.
         let forwarded = match &traced {
-            None => forwarding.await,
+            None => crate::relay::forward_call(client, params, &leg, parked).await,
             // Boxed: tracing does not double the size of every call's future.
-            Some(span) => span.run(Box::pin(forwarding)).await,
+            Some(span) => {
+                let forwarding = crate::relay::forward_call(client, params, &leg, parked);
+                span.run(Box::pin(forwarding)).await
+            }
         };
         let took = sent.elapsed();
         let answer = match forwarded {

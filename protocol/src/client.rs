@@ -808,7 +808,9 @@ impl McpClient {
         let headers = self.headers_for(conn, method_name, params)?;
         let body = jsonrpc::request_bytes_with(id, method_name, params);
         let timeout = opts.timeout.unwrap_or(self.options.request_timeout);
-        let work = async {
+        // Built where it is awaited, not as a named future first: a named one would be
+        // stored twice in this future.
+        let answer = tokio::time::timeout(timeout, async {
             // A tools/call may have side effects: never sent twice.
             let retry_safe = method_name != method::TOOLS_CALL;
             // Bounded by the timeout around all of this: no second timer.
@@ -820,8 +822,9 @@ impl McpClient {
                 .map(str::to_owned);
             let reply = self.read_reply(conn, resp, id, opts).await?;
             Ok((reply, session))
-        };
-        match tokio::time::timeout(timeout, work).await {
+        })
+        .await;
+        match answer {
             Ok(r) => r,
             Err(_) => Err(ClientError::Timeout {
                 url: self.url.clone(),
@@ -1047,7 +1050,8 @@ impl McpClient {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with(headers::TEXT_EVENT_STREAM));
         if is_sse && status.is_success() {
-            return self.read_sse(conn, resp, id, opts).await;
+            // Boxed: streamed answers do not enlarge every plain JSON one's future.
+            return Box::pin(self.read_sse(conn, resp, id, opts)).await;
         }
         let body = self.read_body(resp).await?;
         match Message::from_slice(&body) {

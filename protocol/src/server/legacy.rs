@@ -285,7 +285,8 @@ impl<H: McpHandler> McpServer<H> {
                         },
                         ..ctx.clone()
                     };
-                    let resp = self.legacy(ctx, Message::Request(req)).await;
+                    // Boxed: a batch's requests do not enlarge every request's future.
+                    let resp = Box::pin(self.legacy(ctx, Message::Request(req))).await;
                     use http_body_util::BodyExt;
                     resp.into_body()
                         .collect()
