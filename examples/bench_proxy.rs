@@ -1,7 +1,7 @@
 //! The floor of the gateway's own HTTP stack, for `examples/bench.rs`: a reverse proxy
 //! that does nothing but relay, built from the parts the gateway uses (the accept loop
-//! of `mcp_protocol::serve`, hyper's HTTP/1 server, hyper-util's pooled client, the
-//! same tokio runtime). It parses no JSON and routes nowhere: whatever the gateway
+//! of `mcp_protocol::serve`, hyper's HTTP/1 server, a pooled hyper client, the same
+//! tokio runtime). It parses no JSON and routes nowhere: whatever the gateway
 //! costs above it is the gateway's own work; what it costs above nginx is the stack's.
 //!
 //! `bench_proxy LISTEN_ADDR UPSTREAM_ADDR`, e.g. `bench_proxy 127.0.0.1:9100 127.0.0.2:9028`.
@@ -12,9 +12,16 @@ use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use mcp_protocol::body::{self, Body};
 use std::convert::Infallible;
 use std::time::Duration;
+
+/// hyper-util's pooled HTTP/1.1 client, over plain TCP.
+type Client = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Full<bytes::Bytes>,
+>;
 
 #[tokio::main]
 async fn main() {
@@ -26,7 +33,15 @@ async fn main() {
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .unwrap_or_else(|e| panic!("bind {listen}: {e}"));
-    let client = mcp_protocol::client::hyper_client(Duration::from_secs(5), 64);
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    let client: Client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(mcp_protocol::client::POOL_IDLE_TIMEOUT)
+        .pool_max_idle_per_host(64)
+        .retry_canceled_requests(true)
+        .build(connector);
     let handler = move |req: Request<Incoming>| {
         let client = client.clone();
         let upstream = upstream.clone();
@@ -42,11 +57,7 @@ async fn main() {
 }
 
 /// Sends `req` to `upstream` and hands back its answer, the body streamed through.
-async fn relay(
-    client: &mcp_protocol::client::HyperClient,
-    upstream: &str,
-    req: Request<Incoming>,
-) -> Response<Body> {
+async fn relay(client: &Client, upstream: &str, req: Request<Incoming>) -> Response<Body> {
     let (mut parts, incoming) = req.into_parts();
     // The pooled client takes whole bodies (what the gateway sends its backends).
     let Ok(collected) = incoming.collect().await else {

@@ -80,8 +80,9 @@ pub struct Availability {
     pod_build: HashMap<IpAddr, u64>,
     /// Tool -> builds serving the served definition.
     tool_builds: HashMap<String, HashSet<u64>>,
-    /// Build digest -> (server name and version, number of tools), for the node map.
-    build_info: HashMap<u64, (String, usize)>,
+    /// Build digest -> (digest as hex, server name and version, number of tools): the
+    /// hex is a metric label of every call, so it is formatted once here.
+    build_info: HashMap<u64, (String, String, usize)>,
 }
 
 impl Availability {
@@ -125,10 +126,10 @@ impl Availability {
     }
 
     /// The build of the pod at `ip`: digest (hex), server name and version, tool count.
-    pub fn pod_build(&self, ip: IpAddr) -> Option<(String, &str, usize)> {
+    pub fn pod_build(&self, ip: IpAddr) -> Option<(&str, &str, usize)> {
         let d = self.pod_build.get(&ip)?;
-        let (server, tools) = self.build_info.get(d)?;
-        Some((format!("{d:016x}"), server.as_str(), *tools))
+        let (hex, server, tools) = self.build_info.get(d)?;
+        Some((hex.as_str(), server.as_str(), *tools))
     }
 
     /// How many ready nodes serve `tool` as served.
@@ -382,7 +383,10 @@ impl Builds {
                 build_info: self
                     .builds
                     .values()
-                    .map(|b| (b.digest, (b.server.clone(), b.tools.len())))
+                    .map(|b| {
+                        let hex = format!("{:016x}", b.digest);
+                        (b.digest, (hex, b.server.clone(), b.tools.len()))
+                    })
                     .collect(),
             },
             ..Union::default()

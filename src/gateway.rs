@@ -535,7 +535,7 @@ impl Gateway {
         let parked = self.parked.as_deref().map(|p| (p, owner));
         let traced = self.telemetry.as_deref().map(|t| {
             let url = client.url().to_string();
-            crate::telemetry::backend_call(t, &name, &node, ip, &url, build.as_deref(), &mut params)
+            crate::telemetry::backend_call(t, &name, &node, ip, &url, build, &mut params)
         });
         let sent = Instant::now();
         // Built where it is awaited: a named future would be stored twice in this one.
@@ -614,7 +614,7 @@ impl Gateway {
             }
         };
         self.metrics
-            .record_backend(build.as_deref(), answer.0, took);
+            .record_backend(build, answer.0, took);
         if let Some(span) = traced {
             span.finish(answer.0.label());
         }

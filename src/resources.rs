@@ -153,7 +153,7 @@ impl Resources {
         while node_at < ready.len() {
             let e = ready[node_at];
             let build = catalog.availability().pod_build(e.ip).map(|b| b.0);
-            let list = match build.and_then(|b| per_build.get(&b).cloned()) {
+            let list = match build.and_then(|b| per_build.get(b).cloned()) {
                 Some(l) => l,
                 None => self.lists.of_pod(gw, e.ip, LIST, "resources").await,
             };
@@ -228,7 +228,7 @@ impl Resources {
             .of_builds(gw, method, key)
             .await
             .into_iter()
-            .filter_map(|(ip, l)| Some((catalog.availability().pod_build(ip)?.0, l)))
+            .filter_map(|(ip, l)| Some((catalog.availability().pod_build(ip)?.0.to_owned(), l)))
             .collect()
     }
 }

@@ -1,5 +1,5 @@
 //! A Streamable HTTP MCP client that talks to servers of either era, over reqwest
-//! (TLS, what tools and tests use) or hyper-util's pooled client (plain-HTTP hops
+//! (TLS, what tools and tests use) or kept-alive connections of its own (plain-HTTP hops
 //! where the cost per request matters: the gateway's calls to its node servers).
 //!
 //! It connects modern-first (`server/discover`, 2026-07-28) and falls back to the
@@ -11,7 +11,7 @@
 
 use bytes::Bytes;
 use http::StatusCode;
-use http::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use http::header::{ACCEPT, CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue};
 use http_body_util::BodyExt;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
@@ -23,8 +23,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::headers::{self, ParamHeader};
-use crate::jsonrpc::{self, ErrorObject, Message, RequestId};
+use crate::jsonrpc::{self, ErrorObject, Message, MetaEdit, MetaValue, RequestId};
 use crate::mcp::{Era, Implementation, ProtocolVersion, meta, method};
+use crate::pool::{EndpointPool, PoolError, PoolSettings, PooledBody};
 use crate::sse;
 
 /// Which era to speak.
@@ -217,28 +218,37 @@ pub type OnRequest =
     dyn Fn(jsonrpc::Request) -> crate::server::BoxFuture<Result<Value, ErrorObject>> + Send + Sync;
 
 /// The HTTP client under an [`McpClient`]: reqwest (TLS, proxies, custom roots: what
-/// tools and tests use), or hyper-util's pooled HTTP/1.1 client for plain-HTTP hops
-/// where the cost of each request matters (the gateway's backend calls: no URL parse,
-/// no redirect policy, no per-request timer of the HTTP client's own).
+/// tools and tests use), or kept-alive HTTP/1.1 connections of the client's own for
+/// plain-HTTP hops where the cost of each request matters (the gateway's backend
+/// calls: no URL parse, no redirect policy, no shared pool to look the endpoint up
+/// in, no timer of the HTTP client's own).
 #[derive(Clone, Debug)]
 pub enum Http {
     /// A reqwest client (see [`http_client`]).
     Reqwest(reqwest::Client),
-    /// A hyper-util client for `http://` endpoints (see [`hyper_client`]); boxed, as
-    /// it is large and each pooled backend client holds one.
-    Hyper(Box<HyperClient>),
+    /// The client's own connections to its `http://` endpoint (see [`pooled`]).
+    Pooled(PoolSettings),
 }
 
-/// hyper-util's pooled client as [`Http::Hyper`] uses it.
-pub type HyperClient = hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
-    http_body_util::Full<Bytes>,
->;
+/// [`Http::Pooled`] with the same behaviour as [`http_client`]: TCP_NODELAY,
+/// `connect_timeout`, [`POOL_IDLE_TIMEOUT`], at most `max_idle` idle connections (0
+/// for none); a request that finds its pooled connection closing before it was
+/// written is re-sent on a fresh one.
+pub fn pooled(connect_timeout: Duration, max_idle: usize) -> Http {
+    Http::Pooled(PoolSettings {
+        connect_timeout,
+        max_idle,
+        idle_timeout: POOL_IDLE_TIMEOUT,
+    })
+}
 
-impl From<HyperClient> for Http {
-    fn from(c: HyperClient) -> Self {
-        Http::Hyper(Box::new(c))
-    }
+/// How an [`McpClient`] reaches its endpoint.
+enum Transport {
+    Reqwest(reqwest::Client),
+    /// Connections to the endpoint, and the request target in origin form (`/mcp`).
+    Pooled(EndpointPool, http::Uri),
+    /// [`Http::Pooled`] for a URL that is not `http://host:port/path`.
+    Unusable,
 }
 
 impl From<reqwest::Client> for Http {
@@ -282,7 +292,7 @@ impl TransportError {
         }
     }
 
-    fn from_hyper_util(e: hyper_util::client::legacy::Error) -> Self {
+    fn from_pool(e: PoolError) -> Self {
         TransportError {
             detail: error_chain(&e),
             connect: e.is_connect(),
@@ -341,7 +351,7 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// The body of an answer, from either HTTP client.
 enum AnswerBody {
     Reqwest(reqwest::Body),
-    Hyper(hyper::body::Incoming),
+    Pooled(PooledBody),
 }
 
 impl hyper::body::Body for AnswerBody {
@@ -358,7 +368,7 @@ impl hyper::body::Body for AnswerBody {
                 t.timeout = e.is_timeout();
                 t
             }),
-            AnswerBody::Hyper(b) => Pin::new(b)
+            AnswerBody::Pooled(b) => Pin::new(b)
                 .poll_frame(cx)
                 .map_err(|e| TransportError::from_body(&e)),
         }
@@ -367,14 +377,14 @@ impl hyper::body::Body for AnswerBody {
     fn is_end_stream(&self) -> bool {
         match self {
             AnswerBody::Reqwest(b) => b.is_end_stream(),
-            AnswerBody::Hyper(b) => b.is_end_stream(),
+            AnswerBody::Pooled(b) => b.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {
         match self {
             AnswerBody::Reqwest(b) => b.size_hint(),
-            AnswerBody::Hyper(b) => b.size_hint(),
+            AnswerBody::Pooled(b) => b.size_hint(),
         }
     }
 }
@@ -382,12 +392,41 @@ impl hyper::body::Body for AnswerBody {
 /// An answer's head and body.
 type Answer = http::Response<AnswerBody>;
 
+/// The `_meta` keys of one request's protocol exchange (2026-07-28): never sent to a
+/// legacy server.
+const PROTOCOL_META_KEYS: [&str; 4] = [
+    meta::CLIENT_CAPABILITIES,
+    meta::LOG_LEVEL,
+    meta::PROTOCOL_VERSION,
+    meta::CLIENT_INFO,
+];
+
+/// What every 2026-07-28 request's `_meta` says about this client, serialized once.
+struct ProtocolMeta {
+    /// `clientInfo`.
+    client_info: Box<RawValue>,
+    /// `clientCapabilities`.
+    capabilities: Box<RawValue>,
+}
+
+impl ProtocolMeta {
+    fn new(client_info: &Value, capabilities: &Value) -> Self {
+        // A tree with string keys always serializes.
+        let raw = |v: &Value| serde_json::value::to_raw_value(v).expect("a JSON value serializes");
+        ProtocolMeta {
+            client_info: raw(client_info),
+            capabilities: raw(capabilities),
+        }
+    }
+}
+
 /// The client.
 pub struct McpClient {
-    http: Http,
+    transport: Transport,
     url: String,
-    /// `url` parsed once (hyper transport: no URL parse per request).
-    uri: Option<http::Uri>,
+    /// The `Host` header for `url`, built once (pooled transport: not formatted per
+    /// request).
+    host: Option<HeaderValue>,
     options: ClientOptions,
     next_id: AtomicI64,
     state: RwLock<Option<Arc<Connection>>>,
@@ -398,6 +437,9 @@ pub struct McpClient {
     tools_known: std::sync::atomic::AtomicBool,
     /// `options.client_info` as JSON, built once: every 2026-07-28 request carries it.
     client_info: Value,
+    /// `client_info` and `options.capabilities` serialized once, as every 2026-07-28
+    /// request's `_meta` carries them.
+    protocol_meta: ProtocolMeta,
 }
 
 /// How long an idle pooled connection is kept. Below the 30 s after which our
@@ -421,35 +463,49 @@ pub fn http_client(connect_timeout: Duration) -> reqwest::Client {
         .unwrap_or_else(|_| reqwest::Client::new())
 }
 
-/// A hyper-util client for plain `http://` endpoints with the same behaviour as
-/// [`http_client`] (TCP_NODELAY, `connect_timeout`, [`POOL_IDLE_TIMEOUT`], at most
-/// `max_idle_per_host` idle connections per host, 0 for none; a request that finds
-/// its pooled connection closed before it was written is re-sent on a fresh one), at
-/// a fraction of reqwest's cost per request (no URL parse, redirect policy or timer
-/// of its own per request).
-pub fn hyper_client(connect_timeout: Duration, max_idle_per_host: usize) -> HyperClient {
-    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(connect_timeout));
-    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_timer(hyper_util::rt::TokioTimer::new())
-        .timer(hyper_util::rt::TokioTimer::new())
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .pool_max_idle_per_host(max_idle_per_host)
-        .retry_canceled_requests(true)
-        .build(connector)
+/// The `Host` header for `uri`: its host, and its port unless it is the scheme's
+/// default.
+fn host_header(uri: &http::Uri) -> Option<HeaderValue> {
+    let host = uri.host()?;
+    let default_port = match uri.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    };
+    let value = match uri.port_u16() {
+        Some(port) if port != default_port => HeaderValue::from_str(&format!("{host}:{port}")),
+        _ => HeaderValue::from_str(host),
+    };
+    value.ok()
 }
 
 impl McpClient {
     /// A client for the endpoint `url` (e.g. `http://10.0.0.5:9028/mcp`).
-    /// `http` is a reqwest client ([`http_client`]) or a hyper one ([`hyper_client`],
-    /// `http://` endpoints only).
+    /// `http` is a reqwest client ([`http_client`]) or connections of the client's
+    /// own ([`pooled`], `http://` endpoints only).
     pub fn new(http: impl Into<Http>, url: impl Into<String>, options: ClientOptions) -> Self {
         let url = url.into();
+        let uri: Option<http::Uri> = url.parse().ok();
+        let host = uri.as_ref().and_then(host_header);
+        let transport = match http.into() {
+            Http::Reqwest(c) => Transport::Reqwest(c),
+            Http::Pooled(settings) => {
+                let pool = uri.as_ref().and_then(|u| EndpointPool::new(u, settings));
+                let origin = uri
+                    .as_ref()
+                    .and_then(|u| u.path_and_query())
+                    .and_then(|p| http::Uri::try_from(p.as_str()).ok());
+                match (pool, origin) {
+                    (Some(pool), Some(origin)) => Transport::Pooled(pool, origin),
+                    _ => Transport::Unusable,
+                }
+            }
+        };
+        let client_info = options.client_info.to_value();
         McpClient {
-            client_info: options.client_info.to_value(),
-            http: http.into(),
-            uri: url.parse().ok(),
+            protocol_meta: ProtocolMeta::new(&client_info, &options.capabilities),
+            client_info,
+            transport,
+            host,
             url,
             options,
             next_id: AtomicI64::new(1),
@@ -762,15 +818,12 @@ impl McpClient {
         method_name: &str,
         params: Option<Value>,
     ) -> Result<(), ClientError> {
-        let mut params = match params {
+        let params = match params {
             Some(Value::Object(m)) => m,
             _ => Map::new(),
         };
-        let headers = self.headers_for(conn, method_name, &mut params)?;
-        let body = jsonrpc::notification_bytes(
-            method_name,
-            (!params.is_empty()).then(|| Value::Object(params)).as_ref(),
-        );
+        let headers = self.headers_for(conn, method_name, &params)?;
+        let body = self.body_for(conn, None, method_name, &params);
         let resp = self
             .post(headers, body, Some(self.options.request_timeout), true)
             .await?;
@@ -806,7 +859,7 @@ impl McpClient {
         want_session: bool,
     ) -> Result<(Reply, Option<String>), ClientError> {
         let headers = self.headers_for(conn, method_name, params)?;
-        let body = jsonrpc::request_bytes_with(id, method_name, params);
+        let body = self.body_for(conn, Some(id), method_name, params);
         let timeout = opts.timeout.unwrap_or(self.options.request_timeout);
         // Built where it is awaited, not as a named future first: a named one would be
         // stored twice in this future.
@@ -833,12 +886,12 @@ impl McpClient {
         }
     }
 
-    /// Era-specific headers; for 2026-07-28 also fills the required `_meta`.
+    /// Era-specific headers (the `_meta` the era wants is [`Self::meta_edit`]'s).
     fn headers_for(
         &self,
         conn: &Connection,
         method_name: &str,
-        params: &mut Map<String, Value>,
+        params: &Map<String, Value>,
     ) -> Result<HeaderMap, ClientError> {
         // The configured extra headers first: the protocol's own headers below win.
         let extra = self.options.extra_headers.get();
@@ -861,17 +914,6 @@ impl McpClient {
         let version = HeaderValue::from_static(conn.version.as_str());
         match conn.version.era() {
             Era::Legacy => {
-                // The per-request protocol `_meta` is a 2026-07-28 notion (gone also
-                // from params last sent to a 2026-07-28 server).
-                if let Some(Value::Object(m)) = params.get_mut("_meta") {
-                    m.shift_remove(meta::CLIENT_CAPABILITIES);
-                    m.shift_remove(meta::LOG_LEVEL);
-                    m.shift_remove(meta::PROTOCOL_VERSION);
-                    m.shift_remove(meta::CLIENT_INFO);
-                    if m.is_empty() {
-                        params.shift_remove("_meta");
-                    }
-                }
                 if let Some(s) = &conn.session {
                     let v = HeaderValue::from_str(s)
                         .map_err(|_| self.protocol("session id is not a valid header value"))?;
@@ -887,16 +929,6 @@ impl McpClient {
                     return Ok(h);
                 }
                 h.insert(headers::name::MCP_PROTOCOL_VERSION, version);
-                let meta_obj = params
-                    .entry("_meta")
-                    .or_insert_with(|| Value::Object(Map::new()));
-                if let Value::Object(m) = meta_obj {
-                    m.insert(meta::PROTOCOL_VERSION.into(), conn.version.as_str().into());
-                    m.entry(meta::CLIENT_CAPABILITIES)
-                        .or_insert_with(|| self.options.capabilities.clone());
-                    m.entry(meta::CLIENT_INFO)
-                        .or_insert_with(|| self.client_info.clone());
-                }
                 let method_value = match method_name {
                     // The method of nearly every request: no copy.
                     method::TOOLS_CALL => HeaderValue::from_static(method::TOOLS_CALL),
@@ -914,6 +946,49 @@ impl McpClient {
             }
         }
         Ok(h)
+    }
+
+    /// The body of a request (`id`) or notification (None) for the connection's era:
+    /// a 2026-07-28 request's `_meta` carries the protocol version, the client's
+    /// capabilities and its info (the caller's own capabilities win); a legacy one
+    /// carries none of those per-request protocol keys. `params` stay as they are.
+    fn body_for(
+        &self,
+        conn: &Connection,
+        id: Option<&RequestId>,
+        method_name: &str,
+        params: &Map<String, Value>,
+    ) -> Vec<u8> {
+        let replace = [(
+            meta::PROTOCOL_VERSION,
+            MetaValue::Str(conn.version.as_str()),
+        )];
+        let add = [
+            (
+                meta::CLIENT_CAPABILITIES,
+                MetaValue::Raw(&self.protocol_meta.capabilities),
+            ),
+            (
+                meta::CLIENT_INFO,
+                MetaValue::Raw(&self.protocol_meta.client_info),
+            ),
+        ];
+        let edit = match conn.version.era() {
+            Era::Legacy => MetaEdit {
+                drop: &PROTOCOL_META_KEYS,
+                ..MetaEdit::default()
+            },
+            Era::Modern if id.is_none() => MetaEdit::default(),
+            Era::Modern => MetaEdit {
+                drop: &[],
+                replace: &replace,
+                add: &add,
+            },
+        };
+        match id {
+            Some(id) => jsonrpc::request_bytes_edited(id, method_name, params, edit),
+            None => jsonrpc::notification_bytes_edited(method_name, params, edit),
+        }
     }
 
     fn add_param_headers(
@@ -948,12 +1023,12 @@ impl McpClient {
     async fn exchange(
         &self,
         method: http::Method,
-        headers: HeaderMap,
+        mut headers: HeaderMap,
         body: Bytes,
         timeout: Option<Duration>,
     ) -> Result<Answer, TransportError> {
-        match &self.http {
-            Http::Reqwest(http) => {
+        match &self.transport {
+            Transport::Reqwest(http) => {
                 let mut request = http.request(method, &self.url).headers(headers);
                 if let Some(timeout) = timeout {
                     request = request.timeout(timeout);
@@ -965,29 +1040,30 @@ impl McpClient {
                     .map_err(TransportError::from_reqwest)?;
                 Ok(http::Response::from(resp).map(AnswerBody::Reqwest))
             }
-            Http::Hyper(http) => {
-                let Some(uri) = self.uri.clone() else {
-                    return Err(TransportError {
-                        detail: format!("{} is not a valid URL", self.url),
-                        connect: true,
-                        timeout: false,
-                        before_answer: false,
-                    });
-                };
+            Transport::Pooled(pool, origin) => {
+                if let Some(host) = &self.host {
+                    headers.insert(HOST, host.clone());
+                }
                 let mut req = http::Request::new(http_body_util::Full::new(body));
                 *req.method_mut() = method;
-                *req.uri_mut() = uri;
+                *req.uri_mut() = origin.clone();
                 *req.headers_mut() = headers;
                 let answer = match timeout {
-                    None => Ok(http.request(req).await),
-                    Some(t) => tokio::time::timeout(t, http.request(req)).await,
+                    None => Ok(pool.send(req).await),
+                    Some(t) => tokio::time::timeout(t, pool.send(req)).await,
                 };
                 match answer {
-                    Ok(Ok(resp)) => Ok(resp.map(AnswerBody::Hyper)),
-                    Ok(Err(e)) => Err(TransportError::from_hyper_util(e)),
+                    Ok(Ok(resp)) => Ok(resp.map(AnswerBody::Pooled)),
+                    Ok(Err(e)) => Err(TransportError::from_pool(e)),
                     Err(_) => Err(TransportError::late()),
                 }
             }
+            Transport::Unusable => Err(TransportError {
+                detail: format!("{} is not an http:// URL with a host", self.url),
+                connect: true,
+                timeout: false,
+                before_answer: false,
+            }),
         }
     }
 
@@ -1145,8 +1221,7 @@ impl McpClient {
             }
             Err(e) => jsonrpc::error_bytes(Some(&id), e),
         };
-        let mut none = Map::new();
-        let headers = match self.headers_for(conn, "notifications/response", &mut none) {
+        let headers = match self.headers_for(conn, "notifications/response", &Map::new()) {
             Ok(h) => h,
             Err(e) => {
                 tracing::debug!(url = %self.url, error = %e, "cannot answer a server request");
@@ -1317,8 +1392,7 @@ impl McpClient {
         max_for: Duration,
         on_note: &mut (dyn FnMut(Bytes) + Send),
     ) -> Result<ListenEnd, ClientError> {
-        let mut none = Map::new();
-        let mut h = self.headers_for(conn, "GET", &mut none)?;
+        let mut h = self.headers_for(conn, "GET", &Map::new())?;
         h.remove(CONTENT_TYPE);
         h.insert(ACCEPT, HeaderValue::from_static(headers::TEXT_EVENT_STREAM));
         let work = async {
@@ -1408,4 +1482,30 @@ fn snippet(body: &[u8]) -> String {
         s.push('…');
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_header_names_the_port_unless_it_is_the_default() {
+        let host =
+            |url: &str| host_header(&url.parse().unwrap()).map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(
+            host("http://10.0.0.5:9028/mcp").as_deref(),
+            Some("10.0.0.5:9028")
+        );
+        assert_eq!(host("http://10.0.0.5/mcp").as_deref(), Some("10.0.0.5"));
+        assert_eq!(host("http://10.0.0.5:80/mcp").as_deref(), Some("10.0.0.5"));
+        assert_eq!(
+            host("https://node.example:443/mcp").as_deref(),
+            Some("node.example")
+        );
+        assert_eq!(
+            host("http://[fd00::5]:9028/mcp").as_deref(),
+            Some("[fd00::5]:9028")
+        );
+        assert_eq!(host("/mcp"), None);
+    }
 }

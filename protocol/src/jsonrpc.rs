@@ -300,13 +300,171 @@ pub fn request_bytes(id: &RequestId, method: &str, params: Option<&Value>) -> Ve
     .to_vec()
 }
 
-/// Serializes a request whose params are an object the caller keeps.
-pub fn request_bytes_with(id: &RequestId, method: &str, params: &Map<String, Value>) -> Vec<u8> {
+/// A `_meta` value an [`MetaEdit`] sets: JSON kept serialized, or a string.
+#[derive(Clone, Copy)]
+pub enum MetaValue<'a> {
+    /// Serialized JSON, written as it is.
+    Raw(&'a RawValue),
+    /// A string.
+    Str(&'a str),
+}
+
+impl Serialize for MetaValue<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            MetaValue::Raw(raw) => raw.serialize(s),
+            MetaValue::Str(text) => s.serialize_str(text),
+        }
+    }
+}
+
+/// How a request's `params._meta` changes as the request is written, leaving the
+/// caller's params as they are: a client adds the protocol's entries for its peer's
+/// era, or drops them, without building or mutating a tree per request. A `_meta`
+/// that ends up empty is left out; one that is not an object is written as it is.
+#[derive(Clone, Copy, Default)]
+pub struct MetaEdit<'a> {
+    /// Keys left out.
+    pub drop: &'a [&'a str],
+    /// Entries written in place of the params' own.
+    pub replace: &'a [(&'a str, MetaValue<'a>)],
+    /// Entries written only where the params have none.
+    pub add: &'a [(&'a str, MetaValue<'a>)],
+}
+
+impl MetaEdit<'_> {
+    fn keeps(&self, key: &str) -> bool {
+        !self.drop.contains(&key) && !self.replace.iter().any(|(k, _)| *k == key)
+    }
+}
+
+/// The params of a request as written under a [`MetaEdit`].
+struct EditedParams<'a> {
+    params: &'a Map<String, Value>,
+    edit: MetaEdit<'a>,
+}
+
+/// One `_meta` object (None: the params had none) as written under a [`MetaEdit`].
+struct EditedMeta<'a> {
+    meta: Option<&'a Map<String, Value>>,
+    edit: MetaEdit<'a>,
+}
+
+impl EditedMeta<'_> {
+    fn kept(&self) -> impl Iterator<Item = (&String, &Value)> {
+        self.meta
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| self.edit.keeps(k))
+    }
+
+    /// The `add` entries the params do not have already (a linear scan: `_meta` is small,
+    /// and it is written whole anyway).
+    fn added(&self) -> impl Iterator<Item = &(&str, MetaValue<'_>)> {
+        self.edit
+            .add
+            .iter()
+            .filter(|(k, _)| !self.kept().any(|(key, _)| key == k))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.edit.replace.is_empty()
+            && self.kept().next().is_none()
+            && self.added().next().is_none()
+    }
+}
+
+impl Serialize for EditedMeta<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        for (k, v) in self.kept() {
+            map.serialize_entry(k, v)?;
+        }
+        for (k, v) in self.edit.replace {
+            map.serialize_entry(k, v)?;
+        }
+        for (k, v) in self.added() {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl EditedParams<'_> {
+    /// The edited `_meta`, when the params have none or an object one.
+    fn meta(&self) -> Option<EditedMeta<'_>> {
+        let meta = match self.params.get("_meta") {
+            None => None,
+            Some(Value::Object(m)) => Some(m),
+            Some(_) => return None,
+        };
+        Some(EditedMeta {
+            meta,
+            edit: self.edit,
+        })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.params.keys().all(|k| k == "_meta") && self.meta().is_some_and(|m| m.is_empty())
+    }
+}
+
+impl Serialize for EditedParams<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        let meta = self.meta();
+        for (k, v) in self.params {
+            match &meta {
+                Some(edited) if k == "_meta" => {
+                    if !edited.is_empty() {
+                        map.serialize_entry(k, edited)?;
+                    }
+                }
+                _ => map.serialize_entry(k, v)?,
+            }
+        }
+        if let Some(edited) = &meta
+            && edited.meta.is_none()
+            && !edited.is_empty()
+        {
+            map.serialize_entry("_meta", edited)?;
+        }
+        map.end()
+    }
+}
+
+/// Serializes a request whose params the caller keeps, its `_meta` edited by `edit`
+/// as it is written.
+pub fn request_bytes_edited(
+    id: &RequestId,
+    method: &str,
+    params: &Map<String, Value>,
+    edit: MetaEdit<'_>,
+) -> Vec<u8> {
     Outgoing {
         jsonrpc: "2.0",
         id: Some(id),
         method,
-        params: Some(params),
+        params: Some(&EditedParams { params, edit }),
+    }
+    .to_vec()
+}
+
+/// Serializes a notification, its `_meta` edited by `edit`; params that end up empty
+/// are left out.
+pub fn notification_bytes_edited(
+    method: &str,
+    params: &Map<String, Value>,
+    edit: MetaEdit<'_>,
+) -> Vec<u8> {
+    let edited = EditedParams { params, edit };
+    Outgoing {
+        jsonrpc: "2.0",
+        id: None,
+        method,
+        params: (!edited.is_empty()).then_some(&edited),
     }
     .to_vec()
 }
@@ -366,6 +524,73 @@ fn write_id(out: &mut Vec<u8>, id: Option<&RequestId>) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn edited(params: Value, edit: MetaEdit<'_>) -> Value {
+        let params = params.as_object().cloned().unwrap_or_default();
+        let bytes = request_bytes_edited(&RequestId::Number(1), "tools/call", &params, edit);
+        let sent: Value = serde_json::from_slice(&bytes).unwrap();
+        sent.get("params").cloned().unwrap_or(Value::Null)
+    }
+
+    #[test]
+    fn meta_edits_add_replace_and_drop_without_touching_the_rest() {
+        let caps = RawValue::from_string(r#"{"roots":{}}"#.to_owned()).unwrap();
+        let replace = [("v", MetaValue::Str("2026-07-28"))];
+        let add = [
+            ("caps", MetaValue::Raw(&caps)),
+            ("info", MetaValue::Str("me")),
+        ];
+        let edit = MetaEdit {
+            drop: &["gone"],
+            replace: &replace,
+            add: &add,
+        };
+        // Added where absent, the caller's own entry kept where present, replaced
+        // always, dropped keys gone, other params and their order untouched.
+        let sent = edited(
+            json!({"name": "t", "_meta": {"v": "old", "caps": {"mine": 1}, "gone": 1, "progressToken": 3}, "arguments": {"b": 1, "a": 2}}),
+            edit,
+        );
+        assert_eq!(
+            sent,
+            json!({"name": "t", "_meta": {"caps": {"mine": 1}, "progressToken": 3, "v": "2026-07-28", "info": "me"}, "arguments": {"b": 1, "a": 2}})
+        );
+        let keys: Vec<_> = sent["arguments"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(keys, ["b", "a"]);
+        // No `_meta` at all: one is added at the end.
+        let sent = edited(json!({"name": "t"}), edit);
+        assert_eq!(
+            sent,
+            json!({"name": "t", "_meta": {"v": "2026-07-28", "caps": {"roots": {}}, "info": "me"}})
+        );
+        // A `_meta` that is not an object is written as it is.
+        let sent = edited(json!({"name": "t", "_meta": 5}), edit);
+        assert_eq!(sent, json!({"name": "t", "_meta": 5}));
+    }
+
+    #[test]
+    fn a_meta_edited_to_nothing_is_left_out() {
+        let edit = MetaEdit {
+            drop: &["v", "caps"],
+            ..MetaEdit::default()
+        };
+        let sent = edited(json!({"name": "t", "_meta": {"v": "x", "caps": {}}}), edit);
+        assert_eq!(sent, json!({"name": "t"}));
+        let sent = edited(json!({"_meta": {"v": "x", "progressToken": "p"}}), edit);
+        assert_eq!(sent, json!({"_meta": {"progressToken": "p"}}));
+        // A notification whose params end up empty has none.
+        let params = json!({"_meta": {"v": "x"}}).as_object().cloned().unwrap();
+        let bytes = notification_bytes_edited("notifications/initialized", &params, edit);
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#
+        );
+    }
 
     #[test]
     fn classifies_requests_notifications_and_responses() {

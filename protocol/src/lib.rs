@@ -23,8 +23,9 @@
 //!   streams, listen streams, progress, cancellation) over one [`server::McpHandler`] trait
 //!   that answers any client request.
 //! - [`client`]: a Streamable HTTP client that talks to servers of either era, over
-//!   reqwest or hyper-util, with [`client::SharedHeaders`] sent on every request (the
-//!   caller's own credential).
+//!   reqwest or kept-alive connections of its own, with [`client::SharedHeaders`] sent on
+//!   every request (the caller's own credential).
+//! - [`pool`]: kept-alive HTTP/1.1 connections to one plain-HTTP endpoint.
 //! - [`tasks`]: MCP tasks in both shapes (2025-11-25 task-augmented requests, the
 //!   2026-07-28 `io.modelcontextprotocol/tasks` extension) and conversions between them.
 //! - [`token_file`]: a credential file re-read as it rotates, off the request path.
@@ -39,6 +40,7 @@ pub mod headers;
 pub mod jsonrpc;
 pub mod mcp;
 pub mod mrtr;
+pub mod pool;
 pub mod seal;
 pub mod serve;
 pub mod server;

@@ -29,8 +29,9 @@ impl<H: McpHandler> McpServer<H> {
         let header_version = headers
             .get(headers::MCP_PROTOCOL_VERSION)
             .and_then(|v| v.to_str().ok());
-        let body_version = req
-            .meta()
+        // Looked up once: the version, the capabilities and the context all read it.
+        let request_meta = req.meta();
+        let body_version = request_meta
             .and_then(|m| m.get(meta::PROTOCOL_VERSION))
             .and_then(Value::as_str);
         let requested = match (header_version, body_version) {
@@ -66,11 +67,8 @@ impl<H: McpHandler> McpServer<H> {
             Some(v) if v.era() == Era::Modern => v,
             _ => return unsupported_version(id, requested, true),
         };
-        if req
-            .meta()
-            .and_then(|m| m.get(meta::CLIENT_CAPABILITIES))
-            .is_none()
-        {
+        let Some(client_capabilities) = request_meta.and_then(|m| m.get(meta::CLIENT_CAPABILITIES))
+        else {
             return error_response(
                 StatusCode::BAD_REQUEST,
                 id,
@@ -79,7 +77,7 @@ impl<H: McpHandler> McpServer<H> {
                     meta::CLIENT_CAPABILITIES
                 )),
             );
-        }
+        };
         if let Err(e) = headers::check_standard_headers(headers, &req) {
             return error_response(StatusCode::BAD_REQUEST, id, &e);
         }
@@ -87,11 +85,7 @@ impl<H: McpHandler> McpServer<H> {
             version,
             accepts,
             session: None,
-            client_capabilities: req
-                .meta()
-                .and_then(|m| m.get(meta::CLIENT_CAPABILITIES))
-                .cloned()
-                .unwrap_or_default(),
+            client_capabilities: client_capabilities.clone(),
             extensions,
             budget,
         };
