@@ -210,11 +210,13 @@ impl HostPolicy {
     }
 
     fn allows_host(&self, host: &str) -> bool {
-        let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
+        let host = host.trim().trim_end_matches('.');
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
             return !self.loopback_only || ip.is_loopback();
         }
+        // Names only from here: an IP literal (most requests in a cluster) is not copied.
+        let host = host.to_ascii_lowercase();
         if host == "localhost" || host.ends_with(".localhost") {
             return true;
         }

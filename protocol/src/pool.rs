@@ -194,13 +194,10 @@ impl Inner {
         let Ok(mut idle) = self.idle.lock() else {
             return;
         };
-        let timeout = self.settings.idle_timeout;
-        idle.retain(|i| !i.sender.is_closed() && i.since.elapsed() <= timeout);
+        let (now, timeout) = (Instant::now(), self.settings.idle_timeout);
+        idle.retain(|i| !i.sender.is_closed() && now.duration_since(i.since) <= timeout);
         if idle.len() < self.settings.max_idle {
-            idle.push(Idle {
-                sender,
-                since: Instant::now(),
-            });
+            idle.push(Idle { sender, since: now });
         }
     }
 }
