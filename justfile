@@ -91,6 +91,11 @@ bench *ARGS:
     cargo build --release --workspace --bins --examples
     target/release/examples/bench {{ARGS}}
 
+# Instructions per relayed tools/call in the gateway, counted by callgrind (needs valgrind): `just instructions legacy 1000`.
+instructions ERA="modern" CALLS="1000":
+    cargo build --profile profiling --workspace --bins
+    scripts/instructions-per-call.sh {{ERA}} {{CALLS}}
+
 # Build both images, IMAGE_REPO/k8s-aggregator-mcp:TAG and IMAGE_REPO/node-mcp-server:TAG (Containerfile targets).
 image:
     {{CONTAINER_TOOL}} build {{BUILD_FLAGS}} -f Containerfile --target frontend --build-arg VERSION={{VERSION}} --build-arg REVISION={{REVISION}} -t {{FRONTEND_IMAGE}} .

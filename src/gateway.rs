@@ -613,8 +613,7 @@ impl Gateway {
                 tool_error(outcome, text)
             }
         };
-        self.metrics
-            .record_backend(build, answer.0, took);
+        self.metrics.record_backend(build, answer.0, took);
         if let Some(span) = traced {
             span.finish(answer.0.label());
         }
